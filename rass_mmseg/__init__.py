@@ -1,0 +1,12 @@
+"""rass_mmseg: RASS (Restoration Adaptation for Semantic Segmentation on low-quality images,
+arXiv 2602.14042) as an MMSegmentation 1.x plugin.
+
+Importing this package (``custom_imports = dict(imports=['rass_mmseg'])`` in a config) registers
+every component in mmseg's registries and installs the narrow stack fixes of
+:mod:`rass_mmseg.compat`.
+"""
+from . import compat  # noqa: F401  (must run before any checkpoint is loaded)
+from . import datasets, evaluation, models  # noqa: F401
+from .version import __version__
+
+__all__ = ['__version__']

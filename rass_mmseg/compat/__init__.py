@@ -1,0 +1,8 @@
+"""Narrow, visible fixes of the pinned stack, applied when rass_mmseg is imported.
+
+- :mod:`.checkpoint_loading`: mmengine 0.10.7 checkpoints load under torch >= 2.6 with
+  ``weights_only=True`` kept on.
+"""
+from .checkpoint_loading import CHECKPOINT_SAFE_GLOBALS, load_from_local_weights_only
+
+__all__ = ['CHECKPOINT_SAFE_GLOBALS', 'load_from_local_weights_only']

@@ -1,0 +1,3 @@
+from .rass_backbone import RASSBackbone
+
+__all__ = ['RASSBackbone']

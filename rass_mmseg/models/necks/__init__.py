@@ -1,0 +1,3 @@
+from .feature_projection import FeatureProjection
+
+__all__ = ['FeatureProjection']

@@ -1,0 +1,3 @@
+from .rass_encoder_decoder import RASSEncoderDecoder
+
+__all__ = ['RASSEncoderDecoder']

@@ -1,0 +1,119 @@
+"""LoRA on the diffusers UNet through peft: add, save, load and merge adapters.
+
+Adapter files use peft's own layout, as written by ``save_pretrained``: a folder holding
+``adapter_config.json`` and ``adapter_model.safetensors`` (keys without the adapter name). Adapters are
+only ever read as safetensors, so loading one cannot run code.
+"""
+import json
+import os
+import os.path as osp
+from typing import Dict, Iterable, Sequence
+
+import torch
+from peft import LoraConfig, LoraModel, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+__all__ = ['DEFAULT_LORA_TARGETS', 'add_lora_adapter', 'save_lora_adapter', 'merge_lora_adapter',
+           'lora_parameter_names']
+
+#: Module-name suffixes that get LoRA in the public RASS code (``conv_out`` is left out).
+DEFAULT_LORA_TARGETS = ('to_k', 'to_q', 'to_v', 'to_out.0', 'conv', 'conv1', 'conv2', 'conv_in', 'conv_shortcut',
+                        'proj_out', 'proj_in', 'ff.net.2', 'ff.net.0.proj')
+
+ADAPTER_CONFIG = 'adapter_config.json'
+ADAPTER_WEIGHTS = 'adapter_model.safetensors'
+
+
+def make_lora_config(rank: int, alpha: float, targets: Sequence[str]) -> LoraConfig:
+    """LoRA config with B initialised to zero, so a new adapter leaves the model output unchanged."""
+    if rank < 1:
+        raise ValueError(f'lora rank must be >= 1, got {rank}')
+    return LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets), init_lora_weights='gaussian')
+
+
+def add_lora_adapter(model: nn.Module, name: str, rank: int, alpha: float, targets: Sequence[str]) -> None:
+    """Inject a trainable LoRA adapter ``name`` into ``model`` in place."""
+    inject_adapter_in_model(make_lora_config(rank, alpha, targets), model, adapter_name=name)
+
+
+def lora_parameter_names(model: nn.Module, name: str) -> Iterable[str]:
+    """Names of the parameters that belong to adapter ``name``."""
+    return [n for n, _ in model.named_parameters() if f'.{name}.' in n and ('lora_A' in n or 'lora_B' in n)]
+
+
+def save_lora_adapter(model: nn.Module, name: str, out_dir: str) -> None:
+    """Write adapter ``name`` of ``model`` as a peft adapter folder (config json + safetensors)."""
+    config = model.peft_config[name]
+    state = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model, adapter_name=name).items()}
+    os.makedirs(out_dir, exist_ok=True)
+    save_file(state, osp.join(out_dir, ADAPTER_WEIGHTS), metadata={'format': 'pt'})
+    config_dict = config.to_dict()
+    config_dict['target_modules'] = sorted(config_dict['target_modules'])
+    with open(osp.join(out_dir, ADAPTER_CONFIG), 'w') as f:
+        json.dump(config_dict, f, indent=2, default=str)
+
+
+def _read_adapter(path: str) -> tuple:
+    folder = osp.dirname(path) if path.endswith('.safetensors') else path
+    weights = path if path.endswith('.safetensors') else osp.join(folder, ADAPTER_WEIGHTS)
+    config_file = osp.join(folder, ADAPTER_CONFIG)
+    for required in (weights, config_file):
+        if not osp.isfile(required):
+            raise FileNotFoundError(f'LoRA adapter {path!r}: missing {required} (expected a peft adapter folder with '
+                                    f'{ADAPTER_CONFIG} and {ADAPTER_WEIGHTS})')
+    try:
+        with open(config_file) as f:
+            raw = json.load(f)
+        config = LoraConfig(r=int(raw['r']), lora_alpha=float(raw['lora_alpha']),
+                            target_modules=list(raw['target_modules']), init_lora_weights='gaussian')
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f'LoRA adapter {config_file}: not a LoRA adapter config ({error!r}); expected '
+                         'keys r, lora_alpha, target_modules') from None
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f'LoRA adapter {weights}: not a readable safetensors file ({error})') from None
+    return config, state
+
+
+def _check_adapter_state(path: str, state: Dict[str, torch.Tensor], expected: Dict[str, torch.Tensor]) -> None:
+    """Raise a one-line error when an adapter's keys or shapes do not fit the model it is merged into."""
+    unexpected = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(state))
+    if unexpected or missing:
+        key = (unexpected or missing)[0]
+        raise ValueError(f'LoRA adapter {path!r} does not fit this UNet: {len(unexpected)} unexpected and '
+                         f'{len(missing)} missing keys (e.g. {key!r}); was it trained for another base model '
+                         'or with other target_modules?')
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise ValueError(f'LoRA adapter {path!r}: {key} has shape {tuple(value.shape)}, this UNet expects '
+                             f'{tuple(expected[key].shape)} (wrong rank or another base model)')
+
+
+def merge_lora_adapter(model: nn.Module, path: str, name: str) -> nn.Module:
+    """Load the peft adapter at ``path`` into ``model`` and merge it into the base weights.
+
+    Uses peft's ``LoraModel.merge_and_unload``; the returned module is ``model`` itself with merged
+    weights and no LoRA layers left.
+
+    Args:
+        model: A module without adapter ``name`` (e.g. the diffusers UNet).
+        path: A peft adapter folder, or its ``adapter_model.safetensors`` file.
+        name: Adapter name used while merging.
+    """
+    config, state = _read_adapter(path)
+    lora_model = LoraModel(model, config, name)
+    expected = get_peft_model_state_dict(model, adapter_name=name)
+    try:
+        _check_adapter_state(path, state, expected)
+    except ValueError:
+        lora_model.unload()
+        model.__dict__.pop('peft_config', None)
+        raise
+    set_peft_model_state_dict(model, state, adapter_name=name)
+    merged = lora_model.merge_and_unload()
+    merged.__dict__.pop('peft_config', None)  # no adapter is left; drop any config peft left behind
+    return merged

@@ -1,0 +1,29 @@
+"""Shared fixtures: tiny configs built from the repo's own config files (one source of truth)."""
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+import rass_mmseg  # noqa: F401  (registers the plugin)
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def repo_path(*parts: str) -> str:
+    return osp.join(REPO, *parts)
+
+
+@pytest.fixture(autouse=True, scope='session')
+def mmseg_scope():
+    init_default_scope('mmseg')
+
+
+@pytest.fixture(scope='session')
+def tiny_cfg() -> Config:
+    return Config.fromfile(repo_path('configs', '_base_', 'models', 'rass_tiny.py'))
+
+
+@pytest.fixture
+def tiny_backbone_cfg(tiny_cfg) -> dict:
+    return tiny_cfg.model.backbone.to_dict()

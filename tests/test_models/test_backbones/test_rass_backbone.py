@@ -1,0 +1,205 @@
+import json
+import math
+import os.path as osp
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rass_mmseg.models.backbones import RASSBackbone
+from rass_mmseg.models.utils.lora import lora_parameter_names, save_lora_adapter
+
+
+def build(cfg: dict, **overrides) -> RASSBackbone:
+    torch.manual_seed(0)
+    cfg = dict(cfg)
+    cfg.pop('type')
+    cfg.update(overrides)
+    return RASSBackbone(**cfg)
+
+
+def randomize_seg_lora(backbone: RASSBackbone, seed: int = 1) -> None:
+    """LoRA B starts at zero (no-op adapter); give it values so the adapter changes the output."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name in lora_parameter_names(backbone.unet, 'seg'):
+            param = backbone.unet.get_parameter(name)
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+
+
+def run(backbone: RASSBackbone, images: torch.Tensor, phrases=('a photo',)) -> list:
+    backbone.eval()
+    with torch.no_grad():
+        return backbone(images, backbone.encode_prompt(list(phrases)).embeddings)
+
+
+@pytest.mark.parametrize('size', [(64, 64), (100, 72), (33, 47), (128, 96)])
+def test_feature_shapes_and_strides(tiny_backbone_cfg, size):
+    backbone = build(tiny_backbone_cfg)
+    assert backbone.feature_strides == [4, 8, 32, 16, 8, 8]
+    assert backbone.feature_channels == [32, 32, 64, 64, 32, 32]
+    assert backbone.size_divisor == 64
+    height, width = size
+    features = run(backbone, torch.rand(2, 3, height, width) * 2 - 1)
+    assert len(features) == 6
+    for feature, channels, stride in zip(features, backbone.feature_channels, backbone.feature_strides):
+        assert tuple(feature.shape) == (2, channels, math.ceil(height / stride), math.ceil(width / stride))
+        assert torch.isfinite(feature).all()
+
+
+def test_only_seg_lora_and_conv_in_train(tiny_backbone_cfg):
+    backbone = build(tiny_backbone_cfg)
+    trainable = {n for n, p in backbone.named_parameters() if p.requires_grad}
+    lora = {f'unet.{n}' for n in lora_parameter_names(backbone.unet, 'seg')}
+    conv_in = {'unet.conv_in.base_layer.weight', 'unet.conv_in.base_layer.bias'}
+    assert lora and trainable == lora | conv_in
+    assert all('.seg.' in n for n in lora)
+    # every LoRA target family of RASS.md got an adapter, conv_out did not
+    for target in ('to_q', 'to_k', 'to_v', 'to_out.0', 'conv1', 'conv2', 'conv_in', 'conv_shortcut', 'proj_in',
+                   'proj_out', 'ff.net.2', 'ff.net.0.proj', 'upsamplers.0.conv'):
+        assert any(f'{target}.lora_A' in n for n in lora), target
+    assert not any('conv_out' in n for n in lora)
+    assert not any(n.startswith(('vae.', 'text_encoder.')) for n in trainable)
+
+    features = backbone.train()(torch.rand(1, 3, 64, 64) * 2 - 1, backbone.encode_prompt(['x']).embeddings)
+    sum(f.float().mean() for f in features).backward()
+    with_grad = {n for n, p in backbone.named_parameters() if p.grad is not None}
+    assert with_grad <= trainable and 'unet.conv_in.base_layer.weight' in with_grad
+
+
+def test_frozen_parts_stay_in_eval_mode(tiny_backbone_cfg):
+    backbone = build(tiny_backbone_cfg).train()
+    assert backbone.unet.training
+    assert not backbone.vae.training and not backbone.text_encoder.training
+
+
+def test_new_seg_lora_is_a_no_op_and_changes_output_once_trained(tiny_backbone_cfg):
+    backbone = build(tiny_backbone_cfg)
+    images = torch.rand(1, 3, 64, 64) * 2 - 1
+    before = run(backbone, images)
+    randomize_seg_lora(backbone)
+    after = run(backbone, images)
+    assert torch.equal(before[0], after[0])  # VAE taps do not depend on the UNet LoRA
+    assert (before[-1] - after[-1]).abs().max() > 1e-3
+
+
+def test_adapter_round_trip_and_merge_equals_unmerged(tiny_backbone_cfg, tmp_path):
+    source = build(tiny_backbone_cfg)
+    randomize_seg_lora(source)
+    adapter_dir = str(tmp_path / 'scr_adapter')
+    save_lora_adapter(source.unet, 'seg', adapter_dir)
+
+    saved = load_file(osp.join(adapter_dir, 'adapter_model.safetensors'))
+    expected = {n.replace('.seg.', '.'): source.unet.get_parameter(n) for n in lora_parameter_names(source.unet, 'seg')}
+    assert set(saved) == set(expected)
+    assert all(torch.equal(saved[k], expected[k].detach()) for k in saved)
+    config = json.load(open(osp.join(adapter_dir, 'adapter_config.json')))
+    assert config['r'] == 4 and 'to_q' in config['target_modules']
+
+    merged = build(tiny_backbone_cfg, merge_adapters=[adapter_dir])
+    assert not any('merged0' in n for n, _ in merged.named_parameters())
+    images = torch.rand(2, 3, 64, 80) * 2 - 1
+    unmerged_features = run(source, images)
+    merged_features = run(merged, images)
+    for a, b in zip(unmerged_features, merged_features):
+        # merging folds B @ A into the fp32 base weights: equal up to float rounding
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    # the merged model still has a fresh, trainable seg LoRA
+    assert lora_parameter_names(merged.unet, 'seg')
+
+
+def test_adapter_errors_name_the_file(tiny_backbone_cfg, tmp_path):
+    with pytest.raises(FileNotFoundError, match='missing .*adapter_config.json'):
+        build(tiny_backbone_cfg, merge_adapters=[str(tmp_path / 'nope')])
+
+    wrong_rank = build(tiny_backbone_cfg, lora_rank=2)
+    save_lora_adapter(wrong_rank.unet, 'seg', str(tmp_path / 'rank2'))
+    config_file = tmp_path / 'rank2' / 'adapter_config.json'
+    config = json.loads(config_file.read_text())
+    config['r'] = 4  # config claims rank 4, weights are rank 2
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r'rank2.*shape .*wrong rank'):
+        build(tiny_backbone_cfg, merge_adapters=[str(tmp_path / 'rank2')])
+
+    other = build(tiny_backbone_cfg, lora_targets=['to_q', 'to_v'])
+    save_lora_adapter(other.unet, 'seg', str(tmp_path / 'qv'))
+    config_file = tmp_path / 'qv' / 'adapter_config.json'
+    config = json.loads(config_file.read_text())
+    config['target_modules'] = ['to_q', 'to_k', 'to_v']
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r'qv.*missing keys'):
+        build(tiny_backbone_cfg, merge_adapters=[str(tmp_path / 'qv')])
+
+    (tmp_path / 'bad').mkdir()
+    (tmp_path / 'bad' / 'adapter_config.json').write_text(json.dumps({'r': 4, 'lora_alpha': 4, 'target_modules': ['x']}))
+    (tmp_path / 'bad' / 'adapter_model.safetensors').write_bytes(b'not a safetensors file')
+    with pytest.raises(ValueError, match='not a readable safetensors file'):
+        build(tiny_backbone_cfg, merge_adapters=[str(tmp_path / 'bad')])
+
+
+def test_sdpa_and_eager_attention_agree(tiny_backbone_cfg):
+    images = torch.rand(1, 3, 64, 64) * 2 - 1
+    sdpa = run(build(tiny_backbone_cfg, attention='sdpa'), images)
+    eager = run(build(tiny_backbone_cfg, attention='eager'), images)
+    for a, b in zip(sdpa, eager):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_gradient_checkpointing_gives_same_gradients(tiny_backbone_cfg):
+    images = torch.rand(1, 3, 64, 64) * 2 - 1
+    grads = []
+    for checkpointing in (False, True):
+        backbone = build(tiny_backbone_cfg, gradient_checkpointing=checkpointing).train()
+        randomize_seg_lora(backbone)
+        features = backbone(images, backbone.encode_prompt(['x']).embeddings)
+        sum(f.square().mean() for f in features).backward()
+        grads.append(backbone.unet.conv_in.base_layer.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_latent_mode(tiny_backbone_cfg):
+    images = torch.rand(1, 3, 64, 64) * 2 - 1
+    backbone = build(tiny_backbone_cfg, latent_mode='sample')
+    assert torch.equal(run(backbone, images)[-1], run(backbone, images)[-1])  # eval uses the mode
+    backbone.train()
+    with torch.no_grad():
+        a, b = (backbone.encode_latents(images) for _ in range(2))
+    assert not torch.equal(a, b)
+    with pytest.raises(ValueError, match="latent_mode must be 'mode' or 'sample'"):
+        build(tiny_backbone_cfg, latent_mode='mean')
+
+
+def test_pretrained_folder_matches_dicts_and_reports_missing_parts(tiny_backbone_cfg, tmp_path):
+    reference = build(tiny_backbone_cfg)
+    folder = tmp_path / 'sd'
+    torch.manual_seed(0)
+    from rass_mmseg.models.utils.sd_components import build_sd_components
+    vae, unet, text_encoder, tokenizer = build_sd_components(
+        vae=tiny_backbone_cfg['vae'], unet=tiny_backbone_cfg['unet'], text_encoder=tiny_backbone_cfg['text_encoder'])
+    vae.save_pretrained(folder / 'vae')
+    unet.save_pretrained(folder / 'unet')
+    text_encoder.save_pretrained(folder / 'text_encoder')
+    tokenizer.save_pretrained(folder / 'tokenizer')
+    keys = ('vae', 'unet', 'text_encoder')
+    loaded = build({k: v for k, v in tiny_backbone_cfg.items() if k not in keys}, pretrained=str(folder))
+    images = torch.rand(1, 3, 64, 64) * 2 - 1
+    for a, b in zip(run(reference, images), run(loaded, images)):
+        torch.testing.assert_close(a, b)
+
+    (folder / 'unet' / 'config.json').unlink()
+    with pytest.raises(FileNotFoundError, match=r'incomplete: missing unet/config.json'):
+        build({k: v for k, v in tiny_backbone_cfg.items() if k not in keys}, pretrained=str(folder))
+    with pytest.raises(FileNotFoundError, match='no such folder'):
+        build({k: v for k, v in tiny_backbone_cfg.items() if k not in keys}, pretrained=str(tmp_path / 'none'))
+    with pytest.raises(ValueError, match='not both'):
+        build(tiny_backbone_cfg, pretrained=str(folder))
+
+
+def test_bad_arguments(tiny_backbone_cfg):
+    with pytest.raises(ValueError, match=r'unet_feature_indices=\[4\]'):
+        build(tiny_backbone_cfg, unet_feature_indices=[4])
+    with pytest.raises(ValueError, match="attention must be 'sdpa' or 'eager'"):
+        build(tiny_backbone_cfg, attention='flash')
+    backbone = build(tiny_backbone_cfg)
+    with pytest.raises(ValueError, match=r'shape \(N, 3, H, W\)'):
+        backbone(torch.rand(1, 1, 64, 64), backbone.encode_prompt(['x']).embeddings)

@@ -1,0 +1,130 @@
+import copy
+
+import pytest
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.optim import build_optim_wrapper
+from mmengine.structures import PixelData
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+
+from tests.conftest import repo_path
+
+
+def build_model(cfg: Config, num_classes: int = 4, **overrides):
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.decode_head.num_classes = num_classes
+    if model_cfg.decode_head.type == 'Mask2FormerHead':
+        model_cfg.decode_head.loss_cls.class_weight = [1.0] * num_classes + [0.1]
+    for key, value in overrides.items():
+        model_cfg[key] = value  # replace, not merge (prompt sources have different keys)
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    return model
+
+
+def make_batch(num_classes: int = 4, batch: int = 2, height: int = 64, width: int = 64):
+    generator = torch.Generator().manual_seed(0)
+    inputs, samples = [], []
+    for i in range(batch):
+        inputs.append(torch.randint(0, 256, (3, height, width), generator=generator, dtype=torch.uint8))
+        label = torch.zeros(1, height, width, dtype=torch.long)
+        label[:, :, width // 2:] = (i + 1) % num_classes
+        label[:, :height // 4] = 255  # ignored pixels
+        sample = SegDataSample(metainfo=dict(img_shape=(height, width), ori_shape=(height, width),
+                                             pad_shape=(height, width)))
+        sample.gt_sem_seg = PixelData(data=label)
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def head_cfg(name: str) -> Config:
+    cfg = Config.fromfile(repo_path('configs', '_base_', 'models', 'rass_tiny.py'))
+    if name == 'SegformerHead':
+        return cfg
+    if name == 'Mask2FormerHead':
+        return Config.fromfile(repo_path('configs', '_base_', 'models', 'rass_tiny_mask2former.py'))
+    norm_cfg = dict(type='GN', num_groups=8, requires_grad=True)
+    heads = dict(
+        UPerHead=dict(type='UPerHead', in_channels=[64] * 4, in_index=[0, 1, 2, 3], pool_scales=(1, 2),
+                      channels=32, num_classes=4, norm_cfg=norm_cfg),
+        FCNHead=dict(type='FCNHead', in_channels=64, in_index=1, channels=32, num_convs=1, num_classes=4,
+                     norm_cfg=norm_cfg))
+    cfg.model.decode_head = heads[name]
+    return cfg
+
+
+@pytest.mark.parametrize('head', ['SegformerHead', 'UPerHead', 'FCNHead', 'Mask2FormerHead'])
+def test_steps_and_forward_modes_with_mmseg_heads(head):
+    model = build_model(head_cfg(head))
+    optim_wrapper = build_optim_wrapper(model, dict(optimizer=dict(type='AdamW', lr=1e-3)))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    log_vars = model.train_step(make_batch(), optim_wrapper)
+    assert log_vars['loss'].isfinite()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert changed <= trainable
+    assert any('lora_B.seg' in n for n in changed) and 'backbone.unet.conv_in.base_layer.weight' in changed
+    assert not any(n.startswith(('backbone.vae.', 'backbone.text_encoder.')) for n in trainable)
+
+    for step in (model.val_step, model.test_step):
+        results = step(make_batch())
+        assert len(results) == 2
+        assert tuple(results[0].pred_sem_seg.data.shape) == (1, 64, 64)
+        assert results[0].seg_logits.data.shape[0] == 4
+
+    data = model.data_preprocessor(make_batch(), training=False)
+    logits = model(data['inputs'], data['data_samples'], mode='tensor')
+    assert logits.shape[0] == 2
+    assert isinstance(model(data['inputs'], data['data_samples'], mode='loss'), dict)
+    assert len(model(data['inputs'], data['data_samples'], mode='predict')) == 2
+
+
+def test_slide_inference_matches_whole_on_one_window():
+    model = build_model(head_cfg('SegformerHead')).eval()
+    data = model.data_preprocessor(make_batch(batch=1), training=False)
+    whole = model.inference(data['inputs'], [s.metainfo for s in data['data_samples']])
+    model.test_cfg = ConfigDict(mode='slide', crop_size=(64, 64), stride=(48, 48))
+    slide = model.inference(data['inputs'], [s.metainfo for s in data['data_samples']])
+    torch.testing.assert_close(whole, slide)
+    model.test_cfg = ConfigDict(mode='slide', crop_size=(48, 48), stride=(32, 32))
+    assert model.inference(data['inputs'], [s.metainfo for s in data['data_samples']]).shape == whole.shape
+
+
+def test_prompt_embeddings_are_cached_not_encoded_per_image():
+    model = build_model(head_cfg('SegformerHead'), prompt_source=dict(type='ClassNamesPrompt',
+                                                                       classes=['sky', 'tree', 'road', 'car']))
+    calls = []
+    model.backbone.text_encoder.register_forward_hook(lambda *args: calls.append(1))
+    model.eval()
+    for _ in range(3):
+        model.test_step(make_batch())
+    assert len(calls) == 1
+    model.load_state_dict(model.state_dict())  # new weights: the cache is dropped and rebuilt once
+    model.test_step(make_batch())
+    model.test_step(make_batch())
+    assert len(calls) == 2
+
+
+def test_long_class_name_prompt_uses_several_windows_and_keeps_every_class():
+    model = build_model(head_cfg('SegformerHead'), prompt_source=dict(type='ClassNamesPrompt', dataset='ADE20KDataset'))
+    phrases = model.prompt_source.phrases()
+    assert len(phrases) == 150 and phrases[0] == 'wall'
+    encoding = model.backbone.encode_prompt(phrases)
+    assert encoding.num_windows > 1
+    assert encoding.embeddings.shape == (1, 77 * encoding.num_windows, 32)
+    assert model.prompt_embeddings().shape == encoding.embeddings.shape
+    tokenizer = model.backbone.tokenizer
+    for phrase, positions in zip(phrases, encoding.phrase_token_positions):
+        assert positions, phrase
+        assert len(positions) == len(tokenizer(phrase, add_special_tokens=False)['input_ids'])
+        assert len({p // 77 for p in positions}) == 1  # short phrases are never split across windows
+    all_positions = [p for ps in encoding.phrase_token_positions for p in ps]
+    assert len(all_positions) == len(set(all_positions))
+    assert all(p % 77 not in (0, 76) for p in all_positions)  # start/end slots hold no phrase token
+
+
+def test_segmentor_level_pretrained_is_refused(tiny_cfg):
+    with pytest.raises(ValueError, match='backbone.pretrained'):
+        build_model(tiny_cfg, pretrained='sd')
