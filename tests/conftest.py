@@ -14,8 +14,9 @@ def repo_path(*parts: str) -> str:
     return osp.join(REPO, *parts)
 
 
-@pytest.fixture(autouse=True, scope='session')
+@pytest.fixture(autouse=True)
 def mmseg_scope():
+    """Every test builds in mmseg's scope (a Runner made by an earlier test may have switched it)."""
     init_default_scope('mmseg')
 
 

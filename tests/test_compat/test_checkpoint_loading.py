@@ -31,7 +31,7 @@ def make_runner(work_dir, max_iters, resume=False, load_from=None):
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.01)),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False)),
-        randomness=dict(seed=0), resume=resume, load_from=load_from)
+        randomness=dict(seed=0), resume=resume, load_from=load_from, default_scope='mmseg')
 
 
 def test_runner_checkpoints_resume_with_weights_only(tmp_path):

@@ -1,7 +1,6 @@
 # RASS with a tiny randomly initialised Stable Diffusion (no weights needed) and a light SegFormer head.
 # Same structure as the full-size model: VAE encoder with 4 down blocks, UNet with 4 up blocks, CLIP
 # text encoder, offline byte-level tokenizer; all six feature taps exist.
-custom_imports = dict(imports=['rass_mmseg'], allow_failed_imports=False)
 tiny_sd = dict(
     vae=dict(
         block_out_channels=(16, 32, 32, 32),

@@ -1,0 +1,3 @@
+from .degradation_data_preprocessor import DegradationDataPreProcessor
+
+__all__ = ['DegradationDataPreProcessor']

@@ -1,0 +1,4 @@
+# mmseg's own runtime, with the side-by-side visualizer (input | prediction | ground truth) for --show-dir.
+_base_ = ['mmseg::_base_/default_runtime.py']
+custom_imports = dict(imports=['rass_mmseg'], allow_failed_imports=False)
+visualizer = dict(type='SideBySideSegVisualizer', vis_backends=[dict(type='LocalVisBackend')], name='visualizer')

@@ -1,0 +1,146 @@
+"""Additive Gaussian and Poisson noise with a noise level, a noise type and a gray/colour choice per sample.
+
+Follows Real-ESRGAN's ``random_add_gaussian_noise_pt`` / ``random_add_poisson_noise_pt`` (clipped to [0, 1],
+not rounded), with the gray/colour choice and the noise type drawn per sample instead of per batch.
+"""
+from typing import Dict, Sequence
+
+import torch
+
+from .color import rgb_to_luma
+from .ragged_batch import apply_to_subset
+from .random_source import RandomSource
+
+__all__ = [
+    'poisson_quantile_table', 'poisson_from_uniform', 'add_gaussian_noise', 'add_poisson_noise', 'add_random_noise'
+]
+
+# Real-ESRGAN scales the 8-bit image by 2**ceil(log2(number of distinct levels)) before Poisson sampling: 256 for
+# any image with more than 128 distinct 8-bit levels. We use 256 always (no per-image histogram).
+POISSON_LEVELS = 256
+# Poisson counts come from a quantile table: one row per 8-bit level, one column per 1/4096 of probability.
+_QUANTILE_BINS = 4096
+_MAX_COUNT = 640
+_quantile_tables: Dict[torch.device, torch.Tensor] = {}
+
+
+def poisson_quantile_table(device: torch.device) -> torch.Tensor:
+    """Quantiles of Poisson(256 * k / 255) for every 8-bit level k at the centres of 4096 equal probability bins.
+
+    Returns:
+        float32 ``(256, 4096)``; row ``k``, column ``m`` holds the smallest count whose CDF reaches
+        ``(m + 0.5) / 4096``.
+    """
+    device = torch.device(device)
+    if device not in _quantile_tables:
+        rate = torch.arange(256, dtype=torch.float64).view(-1, 1) * (POISSON_LEVELS / 255.0)
+        counts = torch.arange(_MAX_COUNT, dtype=torch.float64).view(1, -1)
+        log_pmf = counts * torch.log(rate.clamp(min=1e-300)) - rate - torch.lgamma(counts + 1)
+        log_pmf[0] = torch.where(counts[0] == 0, 0.0, -torch.inf)
+        cdf = torch.exp(log_pmf).cumsum(dim=1)
+        targets = ((torch.arange(_QUANTILE_BINS, dtype=torch.float64) + 0.5) / _QUANTILE_BINS).expand(256, -1)
+        table = torch.searchsorted(cdf.contiguous(), targets.contiguous()).clamp(max=_MAX_COUNT - 1)
+        _quantile_tables[device] = table.to(device=device, dtype=torch.float32).reshape(-1)
+    return _quantile_tables[device]
+
+
+def poisson_from_uniform(levels: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Poisson counts of rate ``256 * level / 255`` from one uniform number per element (inverse-CDF lookup).
+
+    ``torch.poisson`` would need one generator for the whole tensor, which ties an image's noise to its position
+    in the batch. Here each count is a function of its own level and uniform, read from
+    :func:`poisson_quantile_table`: the distribution is exact up to probabilities rounded to 1/4096.
+
+    Args:
+        levels: 8-bit levels (integers 0..255 stored as float), any shape.
+        uniform: Uniform numbers in (0, 1), same shape.
+
+    Returns:
+        float32 counts, same shape.
+    """
+    table = poisson_quantile_table(levels.device)
+    index = levels.long().mul_(_QUANTILE_BINS).add_((uniform * _QUANTILE_BINS).long().clamp_(max=_QUANTILE_BINS - 1))
+    return table[index]
+
+
+def _gray_where(gray: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Noise of the first channel on every channel where ``gray`` (B,) is True."""
+    if not bool(gray.any()):
+        return noise
+    return torch.where(gray.view(-1, 1, 1, 1), noise[:, :1].expand_as(noise), noise)
+
+
+def add_gaussian_noise(images: torch.Tensor, random: RandomSource, stream: str, sigma: torch.Tensor,
+                       gray: torch.Tensor) -> torch.Tensor:
+    """``images + sigma * N(0, 1)``, one noise field per sample, the same on all channels where ``gray``.
+
+    Args:
+        images: ``(B, C, H, W)`` in [0, 1].
+        random: Source of the noise fields.
+        stream: Stream name of the field.
+        sigma: ``(B,)`` standard deviation in [0, 1] units.
+        gray: ``(B,)`` bool.
+
+    Returns:
+        ``(B, C, H, W)``, not clipped.
+    """
+    noise = _gray_where(gray, random.normal(stream, images.shape[1:]))
+    return images + noise * sigma.view(-1, 1, 1, 1)
+
+
+def add_poisson_noise(images: torch.Tensor, random: RandomSource, stream: str, scale: torch.Tensor,
+                      gray: torch.Tensor) -> torch.Tensor:
+    """Add ``scale * (Poisson(256 * x) / 256 - x)`` with ``x`` the 8-bit-rounded image (its luma where ``gray``).
+
+    Args:
+        images: ``(B, 3, H, W)`` in [0, 1].
+        random: Source of the uniform fields.
+        stream: Stream name of the field.
+        scale: ``(B,)`` noise scale.
+        gray: ``(B,)`` bool, noise computed on the luma and added to all channels.
+
+    Returns:
+        ``(B, 3, H, W)``, not clipped.
+    """
+    source = images
+    if bool(gray.any()):
+        luma = rgb_to_luma(images).expand_as(images)
+        source = torch.where(gray.view(-1, 1, 1, 1), luma, images)
+    levels = source.clamp(0.0, 1.0).mul_(255.0).round_()
+    counts = poisson_from_uniform(levels, random.uniform(stream, images.shape[1:]))
+    noise = _gray_where(gray, counts.mul_(1.0 / POISSON_LEVELS).sub_(levels.mul_(1.0 / 255.0)))
+    return images + noise * scale.view(-1, 1, 1, 1)
+
+
+def add_random_noise(images: torch.Tensor, random: RandomSource, stream: str, *, gaussian_noise_prob: float,
+                     noise_range: Sequence[float], poisson_scale_range: Sequence[float],
+                     gray_noise_prob: float) -> torch.Tensor:
+    """Real-ESRGAN's random noise step, drawn per sample, clipped to [0, 1].
+
+    Args:
+        images: ``(B, 3, H, W)`` in [0, 1].
+        random: Source of the draws and fields.
+        stream: Prefix of the stream names.
+        gaussian_noise_prob: Probability of Gaussian (else Poisson) noise.
+        noise_range: Range of the Gaussian sigma in 8-bit units (e.g. ``(1, 30)``).
+        poisson_scale_range: Range of the Poisson scale.
+        gray_noise_prob: Probability of gray (same on all channels) noise.
+
+    Returns:
+        ``(B, 3, H, W)`` in [0, 1].
+    """
+    gaussian = random.bernoulli(f'{stream}.gaussian', gaussian_noise_prob)
+    gray = random.bernoulli(f'{stream}.gray', gray_noise_prob)
+    sigma = random.uniform_range(f'{stream}.sigma', *noise_range) / 255.0
+    scale = random.uniform_range(f'{stream}.poisson_scale', *poisson_scale_range)
+
+    def gaussian_step(subset: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return add_gaussian_noise(subset, random.subset(index), f'{stream}.gaussian_field', sigma[index],
+                                  gray[index])
+
+    def poisson_step(subset: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return add_poisson_noise(subset, random.subset(index), f'{stream}.poisson_field', scale[index], gray[index])
+
+    images = apply_to_subset(images, gaussian, gaussian_step)
+    images = apply_to_subset(images, ~gaussian, poisson_step)
+    return images.clamp(0.0, 1.0)

@@ -1,0 +1,66 @@
+"""A segmentation visualizer that writes input | prediction | ground truth side by side."""
+from typing import Optional
+
+import mmcv
+import numpy as np
+from mmseg.registry import VISUALIZERS
+from mmseg.structures import SegDataSample
+from mmseg.visualization import SegLocalVisualizer
+
+__all__ = ['SideBySideSegVisualizer']
+
+
+@VISUALIZERS.register_module()
+class SideBySideSegVisualizer(SegLocalVisualizer):
+    """mmseg's ``SegLocalVisualizer`` laid out as three panels: input, prediction, ground truth.
+
+    The input panel is the low-quality image the model saw: ``data_sample.lq_img`` (a ``PixelData`` of an
+    RGB uint8 image, C x H x W) when a component stored one (e.g. on-the-fly degradation), else the image
+    read from disk (an LQ benchmark such as ADE20K-LQ is LQ on disk). Prediction and ground truth are drawn
+    over that input with the dataset palette. mmseg's ``tools/test.py --show-dir`` uses it when a config
+    sets ``visualizer.type='SideBySideSegVisualizer'``.
+    """
+
+    def add_datasample(self,
+                       name: str,
+                       image: np.ndarray,
+                       data_sample: Optional[SegDataSample] = None,
+                       draw_gt: bool = True,
+                       draw_pred: bool = True,
+                       show: bool = False,
+                       wait_time: float = 0,
+                       out_file: Optional[str] = None,
+                       step: int = 0,
+                       with_labels: Optional[bool] = True) -> None:
+        """Draw the panels and save them to ``out_file`` or the visualizer's backends.
+
+        Args:
+            name: Image identifier.
+            image: RGB image read from disk, H x W x 3 uint8.
+            data_sample: Holds ``pred_sem_seg``, ``gt_sem_seg`` and optionally ``lq_img``.
+            draw_gt: Draw the ground-truth panel.
+            draw_pred: Draw the prediction panel.
+            show: Show in a window instead of saving.
+            wait_time: Seconds the window stays open.
+            out_file: File to write (RGB panels saved as BGR, as mmseg does).
+            step: Global step for the backends.
+            with_labels: Write class names on the masks.
+        """
+        if data_sample is not None and 'lq_img' in data_sample:
+            image = data_sample.lq_img.data.permute(1, 2, 0).cpu().numpy().astype(np.uint8)
+        panels = [image]
+        classes = self.dataset_meta.get('classes')
+        palette = self.dataset_meta.get('palette')
+        for wanted, key in ((draw_pred, 'pred_sem_seg'), (draw_gt, 'gt_sem_seg')):
+            if wanted and data_sample is not None and key in data_sample:
+                if classes is None:
+                    raise ValueError('SideBySideSegVisualizer needs dataset_meta with classes to draw masks')
+                panel = self._draw_sem_seg(image.copy(), data_sample.get(key), classes, palette, with_labels)
+                panels.append(panel)
+        drawn = np.concatenate(panels, axis=1)
+        if show:
+            self.show(drawn, win_name=name, wait_time=wait_time)
+        if out_file is not None:
+            mmcv.imwrite(mmcv.rgb2bgr(drawn), out_file)
+        else:
+            self.add_image(name, drawn, step)

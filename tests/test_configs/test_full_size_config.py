@@ -1,0 +1,104 @@
+"""The paper-size config builds without weights, and its parameter counts match an independent count."""
+import glob
+
+import pytest
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from mmengine.config import Config
+from mmseg.registry import MODELS
+from torch import nn
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from rass_mmseg.models.utils.lora import DEFAULT_LORA_TARGETS
+from tests.conftest import repo_path
+
+FULL_CONFIG = repo_path('configs', 'rass', 'rass_sd21-mask2former_8xb2-160k_ade20k-512x512.py')
+PAPER_TRAINABLE = 27.9e6
+
+
+def numel(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def lora_count(unet: nn.Module, rank: int, targets) -> int:
+    """LoRA parameters peft adds, from the layer shapes: Linear r*(in+out); Conv r*in*k*k + out*r."""
+    total = 0
+    for name, module in unet.named_modules():
+        if not any(name == t or name.endswith('.' + t) for t in targets):
+            continue
+        if isinstance(module, nn.Linear):
+            total += rank * (module.in_features + module.out_features)
+        elif isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            total += rank * module.in_channels * kh * kw + module.out_channels * rank
+    return total
+
+
+def projection_count(in_channels, bottleneck: int, out: int) -> int:
+    """Bottleneck blocks with GroupNorm (affine) and bias-free convolutions."""
+    total = 0
+    for c in in_channels:
+        total += c * bottleneck + 2 * bottleneck + bottleneck * bottleneck * 9 + 2 * bottleneck + bottleneck * out + 2 * out
+        if c != out:
+            total += c * out + 2 * out
+    return total
+
+
+@pytest.fixture(scope='module')
+def full_cfg() -> Config:
+    cfg = Config.fromfile(FULL_CONFIG)
+    backbone = cfg.model.backbone
+    backbone.pretrained = None
+    backbone.vae, backbone.unet, backbone.text_encoder = cfg.sd21_base_vae, cfg.sd21_base_unet, cfg.sd21_base_text_encoder
+    return cfg
+
+
+def test_full_size_model_builds_without_weights_and_counts_match(full_cfg):
+    with torch.device('meta'):
+        model = MODELS.build(full_cfg.model)
+        unet = UNet2DConditionModel(**full_cfg.sd21_base_unet)
+        vae = AutoencoderKL(**full_cfg.sd21_base_vae)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**full_cfg.sd21_base_text_encoder))
+        head = MODELS.build(full_cfg.model.decode_head)
+    # published sizes of stable-diffusion-2-1-base
+    assert numel(unet) == 865_910_724
+    assert numel(text_encoder) == 340_387_840
+    vae_encoder = numel(vae.encoder) + numel(vae.quant_conv)
+
+    lora = lora_count(unet, 4, DEFAULT_LORA_TARGETS)
+    conv_in = numel(unet.conv_in)
+    neck = projection_count([256, 512, 1280, 1280, 640, 320], 128, 512)
+    expected_trainable = lora + conv_in + neck + numel(head)
+    expected_total = numel(unet) + lora + vae_encoder + numel(text_encoder) + neck + numel(head)
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = numel(model)
+    print(f'\nRASS full size: total {total / 1e6:.1f}M, trainable {trainable / 1e6:.2f}M '
+          f'(Seg LoRA {lora / 1e6:.2f}M + conv_in {conv_in / 1e6:.3f}M + projection {neck / 1e6:.2f}M + '
+          f'Mask2Former head {numel(head) / 1e6:.2f}M); paper: 27.9M trainable')
+    assert trainable == expected_trainable
+    assert total == expected_total
+    assert model.backbone.feature_channels == [256, 512, 1280, 1280, 640, 320]
+    assert model.backbone.feature_strides == [4, 8, 32, 16, 8, 8]
+    # same order of magnitude as the paper's trainable count
+    assert 0.5 * PAPER_TRAINABLE < trainable < 2 * PAPER_TRAINABLE
+
+
+def test_full_size_config_keys(full_cfg):
+    assert full_cfg.model.decode_head.num_queries == 100
+    assert full_cfg.model.decode_head.transformer_decoder.num_layers == 9
+    assert full_cfg.model.decode_head.train_cfg.num_points == 12544
+    assert full_cfg.model.test_cfg.mode == 'slide' and tuple(full_cfg.model.test_cfg.crop_size) == (512, 512)
+    assert full_cfg.optim_wrapper.optimizer.lr == 1e-4 and full_cfg.optim_wrapper.optimizer.weight_decay == 0.05
+    assert full_cfg.optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult == 0.1
+    assert full_cfg.optim_wrapper.type == 'AmpOptimWrapper' and full_cfg.optim_wrapper.clip_grad.max_norm == 0.01
+    assert full_cfg.train_cfg.max_iters == 160000 and full_cfg.train_dataloader.batch_size == 2
+    assert full_cfg.model.prompt_source.dataset == 'ADE20KDataset'
+
+
+@pytest.mark.parametrize('path', sorted(glob.glob(repo_path('configs', 'rass', '*.py'))))
+def test_every_config_parses_and_names_registered_types(path):
+    cfg = Config.fromfile(path)
+    for key in ('backbone', 'decode_head'):
+        assert MODELS.get(cfg.model[key].type) is not None, (path, cfg.model[key].type)
+    assert 'rass_mmseg' in cfg.custom_imports.imports

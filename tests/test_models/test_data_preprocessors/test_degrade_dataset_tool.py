@@ -1,0 +1,121 @@
+"""tools/degrade_dataset.py on a small generated dataset."""
+import importlib.util
+import json
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
+from skimage import data
+
+from rass_mmseg.models.data_preprocessors import DegradationDataPreProcessor
+from rass_mmseg.models.data_preprocessors.degradations import SecondOrderDegradation
+from rass_mmseg.version import __version__
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'immunohistochemistry')
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location('degrade_dataset', osp.join(REPO, 'tools', 'degrade_dataset.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+tool = load_tool()
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """Five JPEG photos (two sizes, one in a sub-folder) and their PNG label maps."""
+    images, labels = tmp_path / 'src' / 'images', tmp_path / 'src' / 'labels'
+    for index, name in enumerate(PHOTOS):
+        size = (48, 40) if index % 2 else (56, 40)  # (width, height)
+        folder = 'sub' if index == 4 else ''
+        os.makedirs(images / folder, exist_ok=True)
+        os.makedirs(labels / folder, exist_ok=True)
+        photo = cv2.resize(np.ascontiguousarray(getattr(data, name)()[..., :3]), size, interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(images / folder / f'{name}.jpg'), photo[..., ::-1])
+        cv2.imwrite(str(labels / folder / f'{name}.png'), (np.arange(size[0] * size[1]) % 7).reshape(size[::-1])
+                    .astype(np.uint8))
+    return tmp_path
+
+
+def degrade(root, *extra, out='out'):
+    return tool.main([str(root / 'src' / 'images'), str(root / out / 'images'), '--label-dir',
+                      str(root / 'src' / 'labels'), '--out-label-dir', str(root / out / 'labels'), '--batch-size', '2',
+                      *extra])
+
+
+def outputs(root, out='out'):
+    folder = root / out / 'images'
+    return {relative: cv2.imread(str(folder / relative)) for relative in tool.list_files(str(folder), ('.png', ))}
+
+
+def test_writes_every_image_labels_and_a_manifest(dataset):
+    assert degrade(dataset, '--seed', '5') == 0
+    written = outputs(dataset)
+    assert sorted(written) == ['astronaut.png', 'chelsea.png', 'coffee.png', 'rocket.png',
+                               osp.join('sub', 'immunohistochemistry.png')]
+    source = cv2.imread(str(dataset / 'src' / 'images' / 'coffee.jpg'))
+    assert written['coffee.png'].shape == source.shape  # scale 1
+    assert np.abs(written['coffee.png'].astype(int) - source).mean() > 2  # degraded
+    for relative in tool.list_files(str(dataset / 'src' / 'labels')):
+        with open(dataset / 'src' / 'labels' / relative, 'rb') as a, open(dataset / 'out' / 'labels' / relative,
+                                                                          'rb') as b:
+            assert a.read() == b.read()
+    manifest = json.loads((dataset / 'out' / 'images' / 'manifest.json').read_text())
+    assert manifest['seed'] == 5 and manifest['rass_mmseg_version'] == __version__
+    assert manifest['images'] == 5 and manifest['degradation'] == SecondOrderDegradation().to_dict()
+    assert manifest['labels']['mode'] == 'copy'
+
+
+def test_resume_after_interruption_gives_the_same_bits(dataset):
+    degrade(dataset, '--limit', '2')  # interrupted after two images
+    assert len(outputs(dataset)) == 2
+    first = {name: osp.getmtime(dataset / 'out' / 'images' / name) for name in outputs(dataset)}
+    partial = dataset / 'out' / 'images' / 'rocket.partial.png'
+    partial.write_bytes(b'half a file')  # a write cut short
+    degrade(dataset)
+    resumed = outputs(dataset)
+    assert len(resumed) == 5 and not partial.exists()
+    assert all(osp.getmtime(dataset / 'out' / 'images' / name) == mtime for name, mtime in first.items())
+    degrade(dataset, out='one_go')
+    one_go = outputs(dataset, out='one_go')
+    assert all(np.array_equal(resumed[name], one_go[name]) for name in one_go)
+
+
+def test_refuses_to_write_into_the_source(dataset, capsys):
+    for target in (dataset / 'src' / 'images', dataset / 'src' / 'images' / 'lq'):
+        with pytest.raises(SystemExit) as exit_info:
+            tool.main([str(dataset / 'src' / 'images'), str(target)])
+        message = str(exit_info.value.code)
+        assert message.startswith('degrade_dataset.py: error: refusing to write') and '\n' not in message
+    assert not (dataset / 'src' / 'images' / 'lq').exists()
+    assert sorted(os.listdir(dataset / 'src' / 'images')) == ['astronaut.jpg', 'chelsea.jpg', 'coffee.jpg',
+                                                               'rocket.jpg', 'sub']
+
+
+def test_refuses_to_resume_with_other_settings_and_links_labels(dataset):
+    degrade(dataset, '--seed', '1', '--labels', 'link')
+    assert osp.islink(dataset / 'out' / 'labels' / 'coffee.png')
+    with pytest.raises(SystemExit, match='written with another seed'):
+        degrade(dataset, '--seed', '2')
+
+
+def test_matches_the_preprocessor_test_mode(dataset):
+    degrade(dataset, '--seed', '9')
+    preprocessor = DegradationDataPreProcessor(bgr_to_rgb=True, degrade='test', test_seed=9)
+    for name in ('coffee', 'chelsea'):
+        path = str(dataset / 'src' / 'images' / f'{name}.jpg')
+        image = torch.from_numpy(cv2.imread(path)).permute(2, 0, 1)
+        sample = SegDataSample(metainfo=dict(img_path=path))
+        sample.gt_sem_seg = PixelData(data=torch.zeros(1, *image.shape[1:], dtype=torch.long))
+        lq = preprocessor(dict(inputs=[image], data_samples=[sample]), training=False)['inputs'][0]
+        written = cv2.imread(str(dataset / 'out' / 'images' / f'{name}.png'))[..., ::-1].copy()
+        assert torch.equal(lq.round().to(torch.uint8).permute(1, 2, 0), torch.from_numpy(written))

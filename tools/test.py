@@ -1,0 +1,19 @@
+"""Test a segmentor: mmseg's own ``tools/test.py`` with rass_mmseg registered.
+
+Same arguments as mmseg's tool (``config``, ``checkpoint``, ``--work-dir``, ``--out``, ``--show``,
+``--show-dir``, ``--cfg-options``, ``--launcher``, ``--tta``), e.g.::
+
+    python tools/test.py configs/rass/rass_tiny-segformer_textures-128x128.py work_dirs/.../iter_300.pth \
+        --show-dir vis
+
+With our configs, ``--show-dir`` writes input | prediction | ground truth side by side
+(``SideBySideSegVisualizer``).
+"""
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from train import run_mmseg_tool  # noqa: E402
+
+if __name__ == '__main__':
+    run_mmseg_tool('test.py')
