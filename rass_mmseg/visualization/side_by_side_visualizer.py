@@ -47,7 +47,10 @@ class SideBySideSegVisualizer(SegLocalVisualizer):
             with_labels: Write class names on the masks.
         """
         if data_sample is not None and 'lq_img' in data_sample:
-            image = data_sample.lq_img.data.permute(1, 2, 0).cpu().numpy().astype(np.uint8)
+            lq = data_sample.lq_img.data.permute(1, 2, 0).cpu().numpy().astype(np.uint8)
+            if lq.shape[:2] != image.shape[:2]:  # the test pipeline resized the image: back to the file's size
+                lq = mmcv.imresize(lq, (image.shape[1], image.shape[0]), interpolation='bilinear')
+            image = lq
         panels = [image]
         classes = self.dataset_meta.get('classes')
         palette = self.dataset_meta.get('palette')

@@ -84,7 +84,9 @@ class DegradationDataPreProcessor(SegDataPreProcessor):
         train_seed: Seed of the training draws; ``None`` draws it from torch's global generator at construction,
             which mmengine's ``randomness=dict(seed=...)`` has seeded by then.
         test_seed: Seed of the test-mode draws (the benchmark seed).
-        keep_hq: Attach ``gt_hq_img`` to the data samples.
+        keep_hq: Attach ``gt_hq_img`` to the data samples. Degraded evaluation batches (``degrade='test'``)
+            also get ``data_sample.lq_img`` (uint8 RGB, C x H x W), the image the model saw, which
+            ``SideBySideSegVisualizer`` draws for ``--show-dir``.
     """
 
     def __init__(self,
@@ -194,6 +196,15 @@ class DegradationDataPreProcessor(SegDataPreProcessor):
             return self.degradation(hq, random)
         return self.degradation(hq.flip(1), random).flip(1)
 
+    @staticmethod
+    def _keep_lq(batch: torch.Tensor, data_samples: list) -> None:
+        """Store each degraded evaluation image as ``data_sample.lq_img`` (uint8 RGB, C x H x W, padding cropped)
+        so ``--show-dir`` can draw the image the model saw."""
+        for index, data_sample in enumerate(data_samples):
+            height, width = data_sample.metainfo.get('img_shape', batch.shape[-2:])
+            lq = batch[index, :, :height, :width].round().clamp(0, 255).to(torch.uint8)
+            data_sample.lq_img = PixelData(data=lq)
+
     def forward(self, data: dict, training: bool = False) -> Dict[str, Any]:
         """Stack, pad, degrade (see the class docstring) and normalise a batch.
 
@@ -221,6 +232,8 @@ class DegradationDataPreProcessor(SegDataPreProcessor):
                     data_sample.gt_hq_img = PixelData(data=hq[index])
             if random is not None:
                 batch = self._degrade(hq, random) * 255.0
+                if not training and data_samples is not None:
+                    self._keep_lq(batch, data_samples)
 
         if self._enable_normalize:
             batch = (batch - self.mean) / self.std

@@ -153,3 +153,18 @@ def test_config_piece_builds_the_rass_preprocessor():
     assert preprocessor.degrade == 'train' and preprocessor.inputs_are_rgb
     assert preprocessor.mean.flatten().tolist() == [127.5] * 3 and preprocessor.std.flatten().tolist() == [127.5] * 3
     assert preprocessor.degradation.to_dict()['resize_range'] == [0.15, 1.5]
+
+
+def test_degraded_evaluation_images_are_kept_for_show_dir():
+    inputs, samples = make_batch(2, height=40, width=50)
+    for sample in samples:
+        sample.set_metainfo(dict(img_shape=(40, 50)))
+    preprocessor = DegradationDataPreProcessor(**RASS_NORM, degrade='test', test_seed=3, size_divisor=32)
+    out = run(preprocessor, inputs, samples, training=False)
+    for index, sample in enumerate(out['data_samples']):
+        lq = sample.lq_img.data
+        assert lq.dtype == torch.uint8 and lq.shape == (3, 40, 50)  # padding cropped
+        torch.testing.assert_close(lq.float(), to_levels(out['inputs'][index, :, :40, :50]), atol=1e-3, rtol=0)
+    train_samples = make_batch(2)[1]
+    run(DegradationDataPreProcessor(**RASS_NORM, size=(48, 56), train_seed=0), inputs, train_samples, training=True)
+    assert all('lq_img' not in s for s in train_samples)  # training batches carry no extra copy

@@ -1,0 +1,41 @@
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
+
+from rass_mmseg.visualization import SideBySideSegVisualizer
+
+
+def make_sample(height=24, width=32, lq=None):
+    sample = SegDataSample()
+    sample.gt_sem_seg = PixelData(data=torch.zeros(1, height, width, dtype=torch.long))
+    pred = torch.ones(1, height, width, dtype=torch.long)
+    sample.pred_sem_seg = PixelData(data=pred)
+    if lq is not None:
+        sample.lq_img = PixelData(data=lq)
+    return sample
+
+
+@pytest.mark.parametrize('lq_size', [None, (24, 32), (12, 16)])
+def test_panels_are_input_prediction_ground_truth(tmp_path, lq_size):
+    visualizer = SideBySideSegVisualizer(name=f'vis_{lq_size}', save_dir=str(tmp_path))
+    visualizer.dataset_meta = dict(classes=('zero', 'one'), palette=[[255, 0, 0], [0, 0, 255]])
+    disk = np.full((24, 32, 3), 200, dtype=np.uint8)
+    lq = None if lq_size is None else torch.full((3, *lq_size), 50, dtype=torch.uint8)
+    out_file = str(tmp_path / 'out.png')
+    visualizer.add_datasample('x', disk, make_sample(lq=lq), out_file=out_file, with_labels=False)
+    drawn = cv2.imread(out_file)[..., ::-1]  # back to RGB
+    assert drawn.shape == (24, 96, 3)
+    expected_input = 200 if lq is None else 50
+    assert (drawn[:, :32] == expected_input).all()
+    assert drawn[12, 40, 2] > drawn[12, 40, 0]  # prediction = class 'one' (blue) over the input
+    assert drawn[12, 72, 0] > drawn[12, 72, 2]  # ground truth = class 'zero' (red)
+
+
+def test_missing_classes_is_a_clear_error(tmp_path):
+    visualizer = SideBySideSegVisualizer(name='vis_no_meta', save_dir=str(tmp_path))
+    visualizer.dataset_meta = {}
+    with pytest.raises(ValueError, match='dataset_meta with classes'):
+        visualizer.add_datasample('x', np.zeros((24, 32, 3), np.uint8), make_sample(), out_file=str(tmp_path / 'o.png'))
