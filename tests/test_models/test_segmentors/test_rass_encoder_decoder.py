@@ -67,6 +67,11 @@ def test_steps_and_forward_modes_with_mmseg_heads(head):
     assert changed <= trainable
     assert any('lora_B.seg' in n for n in changed) and 'backbone.unet.conv_in.base_layer.weight' in changed
     assert not any(n.startswith(('backbone.vae.', 'backbone.text_encoder.')) for n in trainable)
+    # exactly: Seg LoRA + conv_in in the backbone, all of the neck and the head
+    names = [n for n, _ in model.named_parameters()]
+    expected = {n for n in names if n.startswith(('neck.', 'decode_head.')) or '.seg.' in n}
+    expected |= {'backbone.unet.conv_in.base_layer.weight', 'backbone.unet.conv_in.base_layer.bias'}
+    assert trainable == expected
 
     for step in (model.val_step, model.test_step):
         results = step(make_batch())
