@@ -182,6 +182,10 @@ class RASSBackbone(BaseModule):
         """
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f'RASSBackbone expects images of shape (N, 3, H, W), got {tuple(images.shape)}')
+        finite = torch.isfinite(images)
+        if not finite.all():
+            raise ValueError(f'RASSBackbone: the input batch holds {int((~finite).sum())} NaN/inf values; '
+                             'check the images and the data preprocessor')
         height, width = images.shape[-2:]
         divisor = self.size_divisor
         pad_h, pad_w = (-height) % divisor, (-width) % divisor

@@ -50,9 +50,33 @@ class RASSEncoderDecoder(EncoderDecoder):
         super().__init__(backbone=backbone, decode_head=decode_head, neck=neck, auxiliary_head=auxiliary_head,
                          train_cfg=train_cfg, test_cfg=test_cfg, data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
+        self._check_head_channels()
         self.prompt_source = MODELS.build(prompt_source)
         self._prompt_embeddings: Optional[Tensor] = None
         self.register_load_state_dict_post_hook(RASSEncoderDecoder._drop_prompt_cache)
+
+    def _check_head_channels(self) -> None:
+        """One-line error at build time when an mmseg decode head's in_channels do not fit the features."""
+        head = self.decode_head
+        if not (hasattr(head, 'in_channels') and hasattr(head, 'in_index')):
+            return  # heads that are not mmseg BaseDecodeHeads (e.g. Mask2Former) check their own inputs
+        if self.with_neck and hasattr(self.neck, 'out_strides'):
+            available = [self.neck.out_channels] * len(self.neck.out_strides)
+        elif not self.with_neck and hasattr(self.backbone, 'feature_channels'):
+            available = list(self.backbone.feature_channels)
+        else:
+            return
+        indices = head.in_index if isinstance(head.in_index, (list, tuple)) else [head.in_index]
+        wanted = head.in_channels if isinstance(head.in_channels, (list, tuple)) else [head.in_channels]
+        if getattr(head, 'input_transform', None) == 'resize_concat':
+            wanted = [sum(wanted)]
+            got = [sum(available[i] for i in indices if -len(available) <= i < len(available))]
+        else:
+            got = [available[i] if -len(available) <= i < len(available) else None for i in indices]
+        if list(wanted) != got:
+            raise ValueError(f'decode_head.in_channels={head.in_channels} (in_index={head.in_index}) does not fit the '
+                             f'{"neck" if self.with_neck else "backbone"} outputs, which have channels {available}; '
+                             f'expected in_channels={got if len(got) > 1 else got[0]}')
 
     @staticmethod
     def _drop_prompt_cache(module: 'RASSEncoderDecoder', incompatible_keys) -> None:

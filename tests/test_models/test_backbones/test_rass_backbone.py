@@ -33,7 +33,7 @@ def run(backbone: RASSBackbone, images: torch.Tensor, phrases=('a photo',)) -> l
         return backbone(images, backbone.encode_prompt(list(phrases)).embeddings)
 
 
-@pytest.mark.parametrize('size', [(64, 64), (100, 72), (33, 47), (128, 96)])
+@pytest.mark.parametrize('size', [(64, 64), (100, 72), (33, 47), (128, 96), (5, 7)])
 def test_feature_shapes_and_strides(tiny_backbone_cfg, size):
     backbone = build(tiny_backbone_cfg)
     assert backbone.feature_strides == [4, 8, 32, 16, 8, 8]
@@ -203,3 +203,8 @@ def test_bad_arguments(tiny_backbone_cfg):
     backbone = build(tiny_backbone_cfg)
     with pytest.raises(ValueError, match=r'shape \(N, 3, H, W\)'):
         backbone(torch.rand(1, 1, 64, 64), backbone.encode_prompt(['x']).embeddings)
+    images = torch.zeros(1, 3, 16, 16)
+    images[0, 1, 2, 3] = float('nan')
+    images[0, 0, 0, 0] = float('inf')
+    with pytest.raises(ValueError, match='holds 2 NaN/inf values'):
+        backbone(images, backbone.encode_prompt(['x']).embeddings)

@@ -133,3 +133,14 @@ def test_long_class_name_prompt_uses_several_windows_and_keeps_every_class():
 def test_segmentor_level_pretrained_is_refused(tiny_cfg):
     with pytest.raises(ValueError, match='backbone.pretrained'):
         build_model(tiny_cfg, pretrained='sd')
+
+
+def test_head_channels_that_do_not_fit_the_neck_are_refused(tiny_cfg):
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.model.decode_head.in_channels = [64, 64, 32, 64]
+    with pytest.raises(ValueError, match=r'decode_head.in_channels=\[64, 64, 32, 64\].*channels \[64, 64, 64, 64\]'):
+        build_model(cfg)
+    fcn = head_cfg('FCNHead')
+    fcn.model.decode_head.in_channels = 32
+    with pytest.raises(ValueError, match='expected in_channels=64'):
+        build_model(fcn)
