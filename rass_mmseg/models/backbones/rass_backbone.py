@@ -17,7 +17,8 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from ..utils.lora import DEFAULT_LORA_TARGETS, add_lora_adapter, lora_parameter_names, merge_lora_adapter
+from ..utils.lora import (DEFAULT_LORA_TARGETS, add_lora_adapter, lora_parameter_names, merge_injected_adapter,
+                          merge_lora_adapter)
 from ..utils.sd_components import build_sd_components
 from ..utils.text_encoding import PromptEncoding, encode_phrases
 
@@ -59,6 +60,8 @@ class RASSBackbone(BaseModule):
             is added.
         train_conv_in: Also train the UNet's ``conv_in``, as RASS does.
         gradient_checkpointing: Recompute UNet activations in the backward pass to save memory.
+        deploy: Build the UNet without LoRA layers, to load a checkpoint whose Seg LoRA was merged by
+            ``tools/merge_lora.py`` (no peft at inference).
         attention: ``'sdpa'`` (PyTorch scaled_dot_product_attention) or ``'eager'`` (plain matmul+softmax).
         init_cfg: mmengine init config; keep None so pretrained SD weights are not re-initialised.
     """
@@ -80,6 +83,7 @@ class RASSBackbone(BaseModule):
                  train_conv_in: bool = True,
                  gradient_checkpointing: bool = False,
                  attention: str = 'sdpa',
+                 deploy: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if latent_mode not in ('mode', 'sample'):
@@ -101,11 +105,13 @@ class RASSBackbone(BaseModule):
         self.requires_grad_(False)
         for index, path in enumerate(merge_adapters):
             self.unet = merge_lora_adapter(self.unet, path, name=f'merged{index}')
-        add_lora_adapter(self.unet, SEG_ADAPTER, lora_rank, lora_alpha or lora_rank, lora_targets)
+        self.deploy = deploy
+        if not deploy:
+            add_lora_adapter(self.unet, SEG_ADAPTER, lora_rank, lora_alpha or lora_rank, lora_targets)
         seg_lora = set(lora_parameter_names(self.unet, SEG_ADAPTER))
         for name, param in self.unet.named_parameters():
             param.requires_grad = name in seg_lora
-        if train_conv_in:
+        if train_conv_in and not deploy:
             conv_in = self.unet.conv_in.get_base_layer() if hasattr(self.unet.conv_in, 'get_base_layer') \
                 else self.unet.conv_in
             conv_in.requires_grad_(True)
@@ -151,6 +157,12 @@ class RASSBackbone(BaseModule):
             ups = sum(1 for b in self.unet.up_blocks[:i + 1] if getattr(b, 'upsamplers', None) is not None)
             strides.append(self.latent_stride * unet_down // 2 ** ups)
         return channels, strides
+
+    def merge_seg_lora(self) -> None:
+        """Fold the Seg LoRA into the UNet weights and drop the LoRA layers (then ``deploy`` is True)."""
+        merge_injected_adapter(self.unet, SEG_ADAPTER)
+        self.unet.requires_grad_(False)
+        self.deploy = True
 
     def encode_prompt(self, phrases: Sequence[str]) -> PromptEncoding:
         """Encode prompt phrases with the frozen text encoder, in windows (never truncated)."""

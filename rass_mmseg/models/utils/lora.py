@@ -11,12 +11,13 @@ from typing import Dict, Iterable, Sequence
 
 import torch
 from peft import LoraConfig, LoraModel, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
+from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 __all__ = ['DEFAULT_LORA_TARGETS', 'add_lora_adapter', 'save_lora_adapter', 'merge_lora_adapter',
-           'lora_parameter_names']
+           'merge_injected_adapter', 'lora_parameter_names']
 
 #: Module-name suffixes that get LoRA in the public RASS code (``conv_out`` is left out).
 DEFAULT_LORA_TARGETS = ('to_k', 'to_q', 'to_v', 'to_out.0', 'conv', 'conv1', 'conv2', 'conv_in', 'conv_shortcut',
@@ -117,3 +118,25 @@ def merge_lora_adapter(model: nn.Module, path: str, name: str) -> nn.Module:
     merged = lora_model.merge_and_unload()
     merged.__dict__.pop('peft_config', None)  # no adapter is left; drop any config peft left behind
     return merged
+
+
+def merge_injected_adapter(model: nn.Module, name: str) -> nn.Module:
+    """Merge adapter ``name`` (injected with :func:`add_lora_adapter`) into the base weights and remove every
+    LoRA layer, leaving plain ``nn.Linear`` / ``nn.Conv2d`` modules (what peft's ``merge_and_unload`` does for a
+    ``PeftModel``). The module names then equal those of a model that never had LoRA.
+
+    Raises:
+        ValueError: ``model`` has no adapter ``name``, or holds other adapters that would be dropped.
+    """
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, BaseTunerLayer)]
+    if not layers or any(name not in m.lora_A for _, m in layers):
+        raise ValueError(f'no LoRA adapter {name!r} to merge')
+    others = {a for _, m in layers for a in m.lora_A if a != name}
+    if others:
+        raise ValueError(f'cannot unload LoRA: adapters {sorted(others)} besides {name!r} would be lost')
+    for module_name, module in layers:
+        module.merge(adapter_names=[name])
+        parent_name, _, child = module_name.rpartition('.')
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, module.get_base_layer())
+    model.__dict__.pop('peft_config', None)
+    return model
