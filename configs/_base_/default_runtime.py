@@ -2,3 +2,5 @@
 _base_ = ['mmseg::_base_/default_runtime.py']
 custom_imports = dict(imports=['rass_mmseg'], allow_failed_imports=False)
 visualizer = dict(type='SideBySideSegVisualizer', vis_backends=[dict(type='LocalVisBackend')], name='visualizer')
+# Training never silently overwrites an earlier run's checkpoints in the same work dir.
+custom_hooks = [dict(type='CheckpointOverwriteGuardHook', allow_overwrite=False)]

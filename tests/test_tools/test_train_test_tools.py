@@ -41,6 +41,14 @@ def test_train_resume_and_test_through_tools(tmp_path, config):
     assert state['meta']['iter'] == 2
     assert any('lora_B.seg' in k for k in state['state_dict'])
 
+    # training again into the same work dir without --resume is refused before anything is overwritten
+    before = os.path.getmtime(first)
+    again = subprocess.run([sys.executable, repo_path('tools', 'train.py'), cfg, '--work-dir', work_dir,
+                            '--cfg-options', 'train_cfg.max_iters=2', *FAST], cwd=str(tmp_path), capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode != 0 and 'would overwrite' in again.stderr
+    assert os.path.getmtime(first) == before
+
     # resume with mmseg's own packaged train.py, unmodified
     output = run_tool(osp.join(MMSEG_TOOLS, 'train.py'), cfg, '--work-dir', work_dir, '--resume', '--cfg-options',
                       'train_cfg.max_iters=4', *FAST, cwd=str(tmp_path))

@@ -1,0 +1,3 @@
+from .hooks import CheckpointOverwriteGuardHook
+
+__all__ = ['CheckpointOverwriteGuardHook']

@@ -1,0 +1,3 @@
+from .checkpoint_overwrite_guard_hook import CheckpointOverwriteGuardHook
+
+__all__ = ['CheckpointOverwriteGuardHook']
