@@ -33,13 +33,14 @@ assert keep.tolist() == [0]
 PY
 }
 
+# mmcv itself is installed with --no-deps below (so pip never swaps it); these are its runtime dependencies.
+"${pip[@]}" addict yapf Pillow pyyaml packaging
 if mmcv_ok; then
   echo "[install] mmcv 2.1.0 with compiled ops already present"
 else
   if compgen -G "$wheels/mmcv-2.1.0-*.whl" >/dev/null; then
     echo "[install] mmcv 2.1.0 from $wheels"
     "${pip[@]}" --no-cache-dir --force-reinstall --no-deps --no-index --find-links "$wheels" mmcv==2.1.0
-    "${pip[@]}" addict yapf 'Pillow' pyyaml packaging
   fi
   if ! mmcv_ok; then
     echo "[install] building mmcv 2.1.0 from source with compiled ops (about 20 min on 2 cores)"
@@ -50,7 +51,6 @@ else
     sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$src/mmcv-2.1.0/setup.py"
     (cd "$src/mmcv-2.1.0" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=${MAX_JOBS:-2} \
       "${pip[@]}" --no-cache-dir --no-build-isolation --force-reinstall --no-deps .)
-    "${pip[@]}" addict yapf 'Pillow' pyyaml packaging
     rm -rf "$src"
     mmcv_ok || { echo "[install] mmcv 2.1.0 was built but its ops do not load" >&2; exit 1; }
   fi
