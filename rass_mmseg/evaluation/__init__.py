@@ -1,0 +1,3 @@
+from .metrics import RestorationMetric
+
+__all__ = ['RestorationMetric']

@@ -1,4 +1,4 @@
-"""A segmentation visualizer that writes input | prediction | ground truth side by side."""
+"""A visualizer that writes input | prediction | ground truth side by side (segmentation or restoration)."""
 from typing import Optional
 
 import mmcv
@@ -19,6 +19,9 @@ class SideBySideSegVisualizer(SegLocalVisualizer):
     read from disk (an LQ benchmark such as ADE20K-LQ is LQ on disk). Prediction and ground truth are drawn
     over that input with the dataset palette. mmseg's ``tools/test.py --show-dir`` uses it when a config
     sets ``visualizer.type='SideBySideSegVisualizer'``.
+
+    For a restorer (the data sample holds ``restored_img``, e.g. from SCR) the panels are LQ input | restored
+    | clean image (``gt_hq_img`` when present, else the image read from disk).
     """
 
     def add_datasample(self,
@@ -46,6 +49,15 @@ class SideBySideSegVisualizer(SegLocalVisualizer):
             step: Global step for the backends.
             with_labels: Write class names on the masks.
         """
+        if data_sample is not None and 'restored_img' in data_sample:
+            drawn = self._restoration_panels(image, data_sample)
+            if show:
+                self.show(drawn, win_name=name, wait_time=wait_time)
+            if out_file is not None:
+                mmcv.imwrite(mmcv.rgb2bgr(drawn), out_file)
+            else:
+                self.add_image(name, drawn, step)
+            return
         if data_sample is not None and 'lq_img' in data_sample:
             lq = data_sample.lq_img.data.permute(1, 2, 0).cpu().numpy().astype(np.uint8)
             if lq.shape[:2] != image.shape[:2]:  # the test pipeline resized the image: back to the file's size
@@ -67,3 +79,23 @@ class SideBySideSegVisualizer(SegLocalVisualizer):
             mmcv.imwrite(mmcv.rgb2bgr(drawn), out_file)
         else:
             self.add_image(name, drawn, step)
+
+    @staticmethod
+    def _to_uint8(pixels, shape, image_hw) -> np.ndarray:
+        """(C, H, W) tensor (float in [0, 1] or uint8), cropped to ``shape`` and resized to ``image_hw``."""
+        data = pixels.data.detach().cpu()
+        if data.is_floating_point():
+            data = (data.clamp(0, 1) * 255).round()
+        array = data[:, :shape[0], :shape[1]].permute(1, 2, 0).numpy().astype(np.uint8)
+        if array.shape[:2] != tuple(image_hw):
+            array = mmcv.imresize(array, (image_hw[1], image_hw[0]), interpolation='bilinear')
+        return array
+
+    def _restoration_panels(self, image: np.ndarray, data_sample: SegDataSample) -> np.ndarray:
+        """LQ | restored | HQ for a restorer's data sample."""
+        shape = data_sample.metainfo.get('img_shape', data_sample.restored_img.shape)
+        image_hw = image.shape[:2]
+        lq = self._to_uint8(data_sample.lq_img, shape, image_hw) if 'lq_img' in data_sample else image
+        restored = self._to_uint8(data_sample.restored_img, shape, image_hw)
+        hq = self._to_uint8(data_sample.gt_hq_img, shape, image_hw) if 'gt_hq_img' in data_sample else image
+        return np.concatenate([lq, restored, hq], axis=1)

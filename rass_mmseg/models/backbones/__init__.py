@@ -1,3 +1,4 @@
 from .rass_backbone import RASSBackbone
+from .scr_backbone import SCRBackbone
 
-__all__ = ['RASSBackbone']
+__all__ = ['RASSBackbone', 'SCRBackbone']

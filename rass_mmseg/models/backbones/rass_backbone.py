@@ -8,6 +8,8 @@ hooks on the unmodified diffusers modules. The restoration (SCR) LoRA adapters a
 weights; a fresh segmentation LoRA and ``conv_in`` are the only trainable weights.
 """
 import math
+import os
+import os.path as osp
 from typing import List, Optional, Sequence
 
 import torch
@@ -18,7 +20,7 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from ..utils.lora import (DEFAULT_LORA_TARGETS, add_lora_adapter, lora_parameter_names, merge_injected_adapter,
-                          merge_lora_adapter)
+                          merge_lora_adapter, save_lora_adapter)
 from ..utils.sd_components import build_sd_components
 from ..utils.text_encoding import PromptEncoding, encode_phrases
 
@@ -66,6 +68,11 @@ class RASSBackbone(BaseModule):
         init_cfg: mmengine init config; keep None so pretrained SD weights are not re-initialised.
     """
 
+    #: Name of the trainable LoRA adapter.
+    adapter_name = SEG_ADAPTER
+    #: RASS never decodes; the SCR restorer (a subclass) keeps the VAE decoder.
+    keeps_vae_decoder = False
+
     def __init__(self,
                  pretrained: Optional[str] = None,
                  vae: Optional[dict] = None,
@@ -92,8 +99,9 @@ class RASSBackbone(BaseModule):
             raise ValueError(f"RASSBackbone attention must be 'sdpa' or 'eager', got {attention!r}")
         self.vae, self.unet, self.text_encoder, self.tokenizer = build_sd_components(
             pretrained, vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer)
-        self.vae.decoder = None  # RASS never decodes; SCR builds its own backbone with the decoder kept
-        self.vae.post_quant_conv = None
+        if not self.keeps_vae_decoder:
+            self.vae.decoder = None
+            self.vae.post_quant_conv = None
         self.timestep = timestep
         self.latent_mode = latent_mode
         self.vae_feature_indices = self._check_indices('vae_feature_indices', vae_feature_indices,
@@ -107,11 +115,12 @@ class RASSBackbone(BaseModule):
             self.unet = merge_lora_adapter(self.unet, path, name=f'merged{index}')
         self.deploy = deploy
         if not deploy:
-            add_lora_adapter(self.unet, SEG_ADAPTER, lora_rank, lora_alpha or lora_rank, lora_targets)
-        seg_lora = set(lora_parameter_names(self.unet, SEG_ADAPTER))
+            add_lora_adapter(self.unet, self.adapter_name, lora_rank, lora_alpha or lora_rank, lora_targets)
+        seg_lora = set(lora_parameter_names(self.unet, self.adapter_name))
         for name, param in self.unet.named_parameters():
             param.requires_grad = name in seg_lora
-        if train_conv_in and not deploy:
+        self.train_conv_in = train_conv_in and not deploy
+        if self.train_conv_in:
             conv_in = self.unet.conv_in.get_base_layer() if hasattr(self.unet.conv_in, 'get_base_layer') \
                 else self.unet.conv_in
             conv_in.requires_grad_(True)
@@ -159,10 +168,20 @@ class RASSBackbone(BaseModule):
         return channels, strides
 
     def merge_seg_lora(self) -> None:
-        """Fold the Seg LoRA into the UNet weights and drop the LoRA layers (then ``deploy`` is True)."""
-        merge_injected_adapter(self.unet, SEG_ADAPTER)
+        """Fold the trainable LoRA into the UNet weights and drop the LoRA layers (then ``deploy`` is True)."""
+        merge_injected_adapter(self.unet, self.adapter_name)
         self.unet.requires_grad_(False)
         self.deploy = True
+
+    def export_adapter(self, out_dir: str) -> None:
+        """Write the trainable LoRA (and ``conv_in`` when it is trained) as a peft adapter folder that
+        ``merge_adapters`` accepts. Refuses a folder that already holds files."""
+        if self.deploy:
+            raise ValueError(f'{type(self).__name__}: deploy=True holds no LoRA adapter to export')
+        if osp.isdir(out_dir) and os.listdir(out_dir):
+            raise FileExistsError(f'adapter folder {out_dir} is not empty; choose a new folder')
+        save_lora_adapter(self.unet, self.adapter_name, out_dir, trained_modules=('conv_in', ) if self.train_conv_in
+                          else ())
 
     def encode_prompt(self, phrases: Sequence[str]) -> PromptEncoding:
         """Encode prompt phrases with the frozen text encoder, in windows (never truncated)."""
@@ -182,6 +201,22 @@ class RASSBackbone(BaseModule):
         latents = posterior.sample() if use_sample else posterior.mode()
         return latents * self.vae.config.scaling_factor
 
+    def _check_and_pad(self, images: Tensor) -> Tensor:
+        """Check shape and values of an input batch and pad it (replicate) to a multiple of ``size_divisor``."""
+        name = type(self).__name__
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f'{name} expects images of shape (N, 3, H, W), got {tuple(images.shape)}')
+        finite = torch.isfinite(images)
+        if not finite.all():
+            raise ValueError(f'{name}: the input batch holds {int((~finite).sum())} NaN/inf values; '
+                             'check the images and the data preprocessor')
+        height, width = images.shape[-2:]
+        divisor = self.size_divisor
+        pad_h, pad_w = (-height) % divisor, (-width) % divisor
+        if pad_h or pad_w:
+            images = F.pad(images, (0, pad_w, 0, pad_h), mode='replicate')
+        return images
+
     def forward(self, images: Tensor, encoder_hidden_states: Tensor) -> List[Tensor]:
         """Extract the RASS features.
 
@@ -192,17 +227,8 @@ class RASSBackbone(BaseModule):
         Returns:
             Feature maps in tap order (VAE taps, then UNet taps), each (N, C_i, ceil(H/s_i), ceil(W/s_i)).
         """
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f'RASSBackbone expects images of shape (N, 3, H, W), got {tuple(images.shape)}')
-        finite = torch.isfinite(images)
-        if not finite.all():
-            raise ValueError(f'RASSBackbone: the input batch holds {int((~finite).sum())} NaN/inf values; '
-                             'check the images and the data preprocessor')
         height, width = images.shape[-2:]
-        divisor = self.size_divisor
-        pad_h, pad_w = (-height) % divisor, (-width) % divisor
-        if pad_h or pad_w:
-            images = F.pad(images, (0, pad_w, 0, pad_h), mode='replicate')
+        images = self._check_and_pad(images)
         dtype = self.unet.dtype
         if encoder_hidden_states.shape[0] == 1 and images.shape[0] > 1:
             encoder_hidden_states = encoder_hidden_states.expand(images.shape[0], -1, -1)

@@ -1,0 +1,3 @@
+from .scr_head import SCRHead
+
+__all__ = ['SCRHead']

@@ -1,3 +1,4 @@
 from .rass_encoder_decoder import RASSEncoderDecoder
+from .semantic_constrained_restorer import SemanticConstrainedRestorer
 
-__all__ = ['RASSEncoderDecoder']
+__all__ = ['RASSEncoderDecoder', 'SemanticConstrainedRestorer']

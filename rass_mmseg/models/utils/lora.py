@@ -3,11 +3,20 @@
 Adapter files use peft's own layout, as written by ``save_pretrained``: a folder holding
 ``adapter_config.json`` and ``adapter_model.safetensors`` (keys without the adapter name). Adapters are
 only ever read as safetensors, so loading one cannot run code.
+
+Two additions of ours, both optional and ignored by peft's own loaders:
+
+- ``trained_modules.safetensors``: full weights of modules trained beside the adapter (SCR trains the
+  UNet's ``conv_in``), listed under ``rass_trained_modules`` in the config. They replace the base weights
+  before the LoRA is merged.
+- ``rass_base_fingerprint`` in the config: a digest of the base UNet weights the adapter was trained on
+  (see :func:`base_weights_fingerprint`), so merging into another base model fails with a clear error.
 """
+import hashlib
 import json
 import os
 import os.path as osp
-from typing import Dict, Iterable, Sequence
+from typing import Dict, Iterable, Optional, Sequence
 
 import torch
 from peft import LoraConfig, LoraModel, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
@@ -17,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 __all__ = ['DEFAULT_LORA_TARGETS', 'add_lora_adapter', 'save_lora_adapter', 'merge_lora_adapter',
-           'merge_injected_adapter', 'lora_parameter_names']
+           'merge_injected_adapter', 'lora_parameter_names', 'base_weights_fingerprint']
 
 #: Module-name suffixes that get LoRA in the public RASS code (``conv_out`` is left out).
 DEFAULT_LORA_TARGETS = ('to_k', 'to_q', 'to_v', 'to_out.0', 'conv', 'conv1', 'conv2', 'conv_in', 'conv_shortcut',
@@ -25,6 +34,7 @@ DEFAULT_LORA_TARGETS = ('to_k', 'to_q', 'to_v', 'to_out.0', 'conv', 'conv1', 'co
 
 ADAPTER_CONFIG = 'adapter_config.json'
 ADAPTER_WEIGHTS = 'adapter_model.safetensors'
+TRAINED_MODULES = 'trained_modules.safetensors'
 
 
 def make_lora_config(rank: int, alpha: float, targets: Sequence[str]) -> LoraConfig:
@@ -44,19 +54,78 @@ def lora_parameter_names(model: nn.Module, name: str) -> Iterable[str]:
     return [n for n, _ in model.named_parameters() if f'.{name}.' in n and ('lora_A' in n or 'lora_B' in n)]
 
 
-def save_lora_adapter(model: nn.Module, name: str, out_dir: str) -> None:
-    """Write adapter ``name`` of ``model`` as a peft adapter folder (config json + safetensors)."""
+def _base_weights(model: nn.Module, skip_modules: Sequence[str] = ()) -> Dict[str, torch.Tensor]:
+    """Base (non-LoRA) parameters and buffers by the names they have in a model without LoRA layers."""
+    weights = {}
+    for name, tensor in model.state_dict().items():
+        if 'lora_' in name:
+            continue
+        name = name.replace('.base_layer', '')
+        if any(name == m or name.startswith(m + '.') for m in skip_modules):
+            continue
+        weights[name] = tensor
+    return weights
+
+
+def base_weights_fingerprint(model: nn.Module, skip_modules: Sequence[str] = ()) -> str:
+    """A short digest of the base weights of ``model``, equal with or without injected LoRA layers.
+
+    It hashes every tensor's name, shape and first and last 16 values (as float32), which tells two base
+    models apart in practice at a negligible cost even for the 866M-parameter UNet.
+
+    Args:
+        model: The (possibly LoRA-injected) model.
+        skip_modules: Module names whose weights are left out (modules trained beside the adapter).
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(_base_weights(model, skip_modules).items()):
+        flat = tensor.detach().reshape(-1).float().cpu()
+        sample = torch.cat([flat[:16], flat[-16:]]) if flat.numel() > 32 else flat
+        digest.update(f'{name}:{tuple(tensor.shape)}:'.encode())
+        digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def save_lora_adapter(model: nn.Module, name: str, out_dir: str, trained_modules: Sequence[str] = ()) -> None:
+    """Write adapter ``name`` of ``model`` as a peft adapter folder (config json + safetensors).
+
+    Args:
+        model: A model holding adapter ``name``.
+        name: The adapter to write.
+        out_dir: Output folder (created; existing adapter files in it are replaced).
+        trained_modules: Names of modules (e.g. ``'conv_in'``) trained with the adapter whose full base weights
+            are written to ``trained_modules.safetensors``.
+    """
     config = model.peft_config[name]
     state = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model, adapter_name=name).items()}
+    base = _base_weights(model)
+    full = {}
+    for module in trained_modules:
+        found = {k: v for k, v in base.items() if k.startswith(module + '.')}
+        if not found:
+            raise ValueError(f'save_lora_adapter: trained module {module!r} has no weights in this model')
+        full.update({k: v.detach().contiguous().cpu() for k, v in found.items()})
     os.makedirs(out_dir, exist_ok=True)
     save_file(state, osp.join(out_dir, ADAPTER_WEIGHTS), metadata={'format': 'pt'})
+    if full:
+        save_file(full, osp.join(out_dir, TRAINED_MODULES), metadata={'format': 'pt'})
     config_dict = config.to_dict()
     config_dict['target_modules'] = sorted(config_dict['target_modules'])
+    config_dict['rass_trained_modules'] = list(trained_modules)
+    config_dict['rass_base_fingerprint'] = base_weights_fingerprint(model, trained_modules)
     with open(osp.join(out_dir, ADAPTER_CONFIG), 'w') as f:
         json.dump(config_dict, f, indent=2, default=str)
 
 
+def _load_safetensors(path: str) -> Dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f'LoRA adapter {path}: not a readable safetensors file ({error})') from None
+
+
 def _read_adapter(path: str) -> tuple:
+    """(LoraConfig, LoRA state, raw config dict, trained-module state) of the adapter at ``path``."""
     folder = osp.dirname(path) if path.endswith('.safetensors') else path
     weights = path if path.endswith('.safetensors') else osp.join(folder, ADAPTER_WEIGHTS)
     config_file = osp.join(folder, ADAPTER_CONFIG)
@@ -72,11 +141,29 @@ def _read_adapter(path: str) -> tuple:
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f'LoRA adapter {config_file}: not a LoRA adapter config ({error!r}); expected '
                          'keys r, lora_alpha, target_modules') from None
-    try:
-        state = load_file(weights)
-    except (SafetensorError, OSError) as error:
-        raise ValueError(f'LoRA adapter {weights}: not a readable safetensors file ({error})') from None
-    return config, state
+    state = _load_safetensors(weights)
+    trained = {}
+    if raw.get('rass_trained_modules'):
+        trained_file = osp.join(folder, TRAINED_MODULES)
+        if not osp.isfile(trained_file):
+            raise FileNotFoundError(f'LoRA adapter {path!r}: {ADAPTER_CONFIG} lists trained modules '
+                                    f'{raw["rass_trained_modules"]} but {trained_file} is missing')
+        trained = _load_safetensors(trained_file)
+    return config, state, raw, trained
+
+
+def _load_trained_modules(model: nn.Module, path: str, trained: Dict[str, torch.Tensor]) -> None:
+    """Copy full module weights saved beside an adapter into the model's base weights, checking names/shapes."""
+    params = {name.replace('.base_layer', ''): tensor
+              for name, tensor in model.state_dict(keep_vars=True).items() if 'lora_' not in name}
+    for key, value in trained.items():
+        if key not in params or tuple(params[key].shape) != tuple(value.shape):
+            got = tuple(params[key].shape) if key in params else 'no such weight'
+            raise ValueError(f'LoRA adapter {path!r}: trained module weight {key} {tuple(value.shape)} does not fit '
+                             f'this UNet ({got})')
+    with torch.no_grad():
+        for key, value in trained.items():
+            params[key].copy_(value)
 
 
 def _check_adapter_state(path: str, state: Dict[str, torch.Tensor], expected: Dict[str, torch.Tensor]) -> None:
@@ -105,11 +192,19 @@ def merge_lora_adapter(model: nn.Module, path: str, name: str) -> nn.Module:
         path: A peft adapter folder, or its ``adapter_model.safetensors`` file.
         name: Adapter name used while merging.
     """
-    config, state = _read_adapter(path)
+    config, state, raw, trained = _read_adapter(path)
+    expected_fingerprint = raw.get('rass_base_fingerprint')
+    if expected_fingerprint is not None:
+        actual = base_weights_fingerprint(model, raw.get('rass_trained_modules') or ())
+        if actual != expected_fingerprint:
+            raise ValueError(f'LoRA adapter {path!r} was trained on another base UNet (weights fingerprint '
+                             f'{expected_fingerprint}, this UNet has {actual}); use the Stable Diffusion weights '
+                             'it was trained with')
     lora_model = LoraModel(model, config, name)
     expected = get_peft_model_state_dict(model, adapter_name=name)
     try:
         _check_adapter_state(path, state, expected)
+        _load_trained_modules(model, path, trained)
     except ValueError:
         lora_model.unload()
         model.__dict__.pop('peft_config', None)

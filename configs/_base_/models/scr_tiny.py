@@ -1,0 +1,23 @@
+# SCR (stage 1 of RASS) with the same tiny randomly initialised Stable Diffusion as rass_tiny.py, so an SCR
+# adapter trained with it merges into the tiny RASS model (same seed -> same random base weights; the adapter
+# records a fingerprint of them and merging into another base fails).
+_base_ = ['./rass_tiny.py', '../degradation.py']
+model = dict(
+    _delete_=True,
+    type='SemanticConstrainedRestorer',
+    # training batches degraded on the fly (LQ input, HQ target); val/test batches with a fixed seed per image
+    data_preprocessor=dict(_base_.degradation_preprocessor, degrade='test'),
+    prompt_source=dict(type='FixedTextPrompt', text=''),
+    # gt_class_prompt: set by the config that picks the dataset (the class names of its labels)
+    backbone=dict(
+        type='SCRBackbone',
+        vae=_base_.tiny_sd.vae,
+        unet=_base_.tiny_sd.unet,
+        text_encoder=_base_.tiny_sd.text_encoder,
+        timestep=999,
+        latent_mode='mode',
+        lora_rank=4,
+        attention_strides=(16, 32)),
+    # No LPIPS weights exist offline and a random LPIPS network is no perceptual loss: L2 only here.
+    decode_head=dict(type='SCRHead', l2_weight=1.0, lpips_weight=0.0),
+    alignment_loss=dict(type='CrossAttentionAlignmentLoss', mode='mse', loss_weight=1.0))

@@ -1,0 +1,3 @@
+from .restoration_metric import RestorationMetric
+
+__all__ = ['RestorationMetric']

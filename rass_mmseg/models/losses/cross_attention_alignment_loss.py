@@ -1,0 +1,116 @@
+"""L_SCL of RASS's SCR stage: align the UNet's cross-attention maps of class words with ground-truth masks.
+
+The paper names the loss but does not publish its form; this is the design of ``RASS.md`` ("OUR DESIGN"):
+the SCR training prompt of an image lists the classes present in its ground truth, so every class token
+has a mask. For each (image, class) pair the probabilities of the class's tokens are averaged over the
+attention heads, over the captured layers (resized to the largest captured grid) and over the class's
+tokens; the class mask is area-resized to the same grid; map and mask are normalised and compared.
+"""
+from typing import Dict, List, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmseg.registry import MODELS
+from torch import Tensor, nn
+
+__all__ = ['CrossAttentionAlignmentLoss']
+
+_EPS = 1e-8
+
+
+def _mean_over_heads_and_layers(maps: Mapping[str, Tensor]) -> Tensor:
+    """(N, L, H, W): captured (N, heads, h, w, L) maps averaged over heads and layers at the largest grid."""
+    averaged = [m.mean(dim=1).permute(0, 3, 1, 2) for m in maps.values()]
+    size = max((a.shape[-2:] for a in averaged), key=lambda s: s[0] * s[1])
+    resized = [a if a.shape[-2:] == size else F.interpolate(a, size=size, mode='bilinear', align_corners=False)
+               for a in averaged]
+    return torch.stack(resized, dim=0).mean(dim=0)
+
+
+@MODELS.register_module()
+class CrossAttentionAlignmentLoss(nn.Module):
+    """Semantic-constraint loss between cross-attention maps and class masks.
+
+    Normalisation and distance per ``mode``:
+
+    - ``'mse'``: map divided by its spatial maximum vs the mask (fraction of each cell covered by the class);
+      mean squared error over the grid.
+    - ``'bce'``: the same normalisation, binary cross-entropy with the mask as target.
+    - ``'kl'``: map and mask each divided by their spatial sum (distributions over the grid);
+      KL(mask || map).
+
+    The loss is the mean over all (image, class) pairs of the batch. Pixels labelled ``ignore_index``
+    belong to no class. Images without an annotated class contribute nothing; a batch without any gives a
+    zero loss that still depends on the maps (no NaN, no unused-parameter errors).
+
+    Args:
+        mode: ``'mse'``, ``'bce'`` or ``'kl'``.
+        loss_weight: Factor of the loss.
+        ignore_index: Label value that marks unannotated pixels.
+        loss_name: Key of the loss in the losses dict (must start with ``'loss_'`` to be optimised).
+    """
+
+    def __init__(self, mode: str = 'mse', loss_weight: float = 1.0, ignore_index: int = 255,
+                 loss_name: str = 'loss_scl') -> None:
+        super().__init__()
+        if mode not in ('mse', 'bce', 'kl'):
+            raise ValueError(f"CrossAttentionAlignmentLoss mode must be 'mse', 'bce' or 'kl', got {mode!r}")
+        self.mode = mode
+        self.loss_weight = loss_weight
+        self.ignore_index = ignore_index
+        self._loss_name = loss_name
+
+    @property
+    def loss_name(self) -> str:
+        """Key of this loss in the losses dict."""
+        return self._loss_name
+
+    def _distance(self, attention: Tensor, mask: Tensor) -> Tensor:
+        """Per-pair distance of (P, H, W) attention maps and masks."""
+        if self.mode == 'kl':
+            p = mask.flatten(1) / mask.flatten(1).sum(dim=1, keepdim=True).clamp_min(_EPS)
+            q = attention.flatten(1) / attention.flatten(1).sum(dim=1, keepdim=True).clamp_min(_EPS)
+            return (p * (torch.log(p.clamp_min(_EPS)) - torch.log(q.clamp_min(_EPS)))).sum(dim=1)
+        scaled = attention.flatten(1) / attention.flatten(1).amax(dim=1, keepdim=True).clamp_min(_EPS)
+        target = mask.flatten(1)
+        if self.mode == 'mse':
+            return ((scaled - target)**2).mean(dim=1)
+        scaled = scaled.clamp(_EPS, 1 - _EPS)
+        return F.binary_cross_entropy(scaled, target, reduction='none').mean(dim=1)
+
+    def forward(self, attention_maps: Mapping[str, Tensor], class_token_positions: Sequence[Dict[int, List[int]]],
+                gt_sem_seg: Tensor) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            attention_maps: Layer name -> cross-attention probabilities (N, heads, h, w, L), as captured by
+                :class:`~rass_mmseg.models.utils.cross_attention_capture.CrossAttentionStore`.
+            class_token_positions: For each image, class index -> positions of the class name's tokens in
+                the prompt sequence (length L).
+            gt_sem_seg: Ground-truth labels (N, H, W) or (N, 1, H, W), any resolution.
+
+        Returns:
+            The weighted scalar loss.
+        """
+        if not attention_maps:
+            raise ValueError('CrossAttentionAlignmentLoss: no cross-attention maps were captured')
+        attention = _mean_over_heads_and_layers(attention_maps)  # (N, L, H, W)
+        if gt_sem_seg.dim() == 4:
+            gt_sem_seg = gt_sem_seg.squeeze(1)
+        if len(class_token_positions) != attention.shape[0] or gt_sem_seg.shape[0] != attention.shape[0]:
+            raise ValueError(f'CrossAttentionAlignmentLoss: {attention.shape[0]} attention maps, '
+                             f'{len(class_token_positions)} token maps and {gt_sem_seg.shape[0]} label maps')
+        maps, masks = [], []
+        for index, positions in enumerate(class_token_positions):
+            for label, tokens in positions.items():
+                if not tokens:
+                    continue
+                if max(tokens) >= attention.shape[1]:
+                    raise ValueError(f'CrossAttentionAlignmentLoss: token position {max(tokens)} of class {label} is '
+                                     f'outside the prompt of {attention.shape[1]} tokens')
+                maps.append(attention[index, tokens].mean(dim=0))
+                masks.append((gt_sem_seg[index] == label).to(attention.dtype))
+        if not maps:
+            return attention.sum() * 0.0
+        masks = F.adaptive_avg_pool2d(torch.stack(masks)[:, None], attention.shape[-2:])[:, 0]
+        return self.loss_weight * self._distance(torch.stack(maps), masks).mean()

@@ -1,0 +1,254 @@
+import math
+
+import mmcv
+import numpy as np
+import pytest
+import torch
+from mmengine.evaluator import Evaluator
+from mmengine.structures import PixelData
+from mmseg.registry import METRICS
+from mmseg.structures import SegDataSample
+from safetensors.torch import save_file
+from skimage import color, data
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from rass_mmseg.evaluation import RestorationMetric
+from rass_mmseg.evaluation.metrics.restoration_metric import rgb_to_y
+from rass_mmseg.models.utils import build_lpips
+from rass_mmseg.models.utils.lpips_network import lpips_state_dict
+
+KEYS = {'psnr_rgb', 'ssim_rgb', 'psnr_y', 'ssim_y'}
+# Observed |this metric - scikit-image| on 8-bit images, both in float64: PSNR <= 2.1e-6 dB (torchmetrics turns
+# ln into log10 with a float32 constant, 10 / ln(10)), SSIM < 1e-14.
+PSNR_TOL, SSIM_TOL = 1e-5, 1e-9
+
+
+def real_image(name: str, height: int = 96, width: int = 120) -> np.ndarray:
+    """A crop of an image shipped with scikit-image, H x W x 3 float64 in [0, 1] (on the 8-bit grid)."""
+    image = {'astronaut': data.astronaut()[100:, 150:], 'chelsea': data.chelsea()[50:, 100:]}[name]
+    return image[:height, :width].astype(np.float64) / 255.0
+
+
+def distort(image: np.ndarray, sigma: float, seed: int, grid: bool = True) -> np.ndarray:
+    """Gaussian noise, clipped to [0, 1] and (``grid``) rounded to 8 bit."""
+    noisy = np.clip(image + np.random.default_rng(seed).normal(0, sigma, image.shape), 0, 1)
+    return np.round(noisy * 255) / 255 if grid else noisy
+
+
+def chw(image: np.ndarray, dtype=torch.float32) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(dtype)
+
+
+def sample(restored, gt, lq=None, img_shape=None, pad: int = 0) -> dict:
+    """A data sample as mmengine's evaluator hands it to metrics (``SegDataSample.to_dict()``)."""
+    restored, gt = chw(restored), chw(gt)
+    img_shape = img_shape or tuple(gt.shape[1:])
+    if pad:  # padded like a batch: different garbage in the two images
+        restored = torch.nn.functional.pad(restored, (0, pad, 0, pad), value=1.0)
+        gt = torch.nn.functional.pad(gt, (0, pad, 0, pad), value=0.0)
+    data_sample = SegDataSample(metainfo=dict(img_shape=img_shape, ori_shape=img_shape))
+    data_sample.restored_img = PixelData(data=restored)
+    data_sample.gt_hq_img = PixelData(data=gt)
+    if lq is not None:
+        data_sample.lq_img = PixelData(data=chw(np.round(lq * 255), torch.uint8))
+    return data_sample.to_dict()
+
+
+def skimage_metrics(pred: np.ndarray, gt: np.ndarray, border: int = 0) -> dict:
+    """PSNR/SSIM by scikit-image with torchmetrics' (and mmagic's) SSIM settings."""
+    values = {}
+    for channel in ('rgb', 'y'):
+        x, y = (pred, gt) if channel == 'rgb' else (color.rgb2ycbcr(pred)[..., 0] / 255,
+                                                    color.rgb2ycbcr(gt)[..., 0] / 255)
+        if border:
+            x, y = x[border:-border, border:-border], y[border:-border, border:-border]
+        values[f'psnr_{channel}'] = peak_signal_noise_ratio(y, x, data_range=1)
+        values[f'ssim_{channel}'] = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, data_range=1,
+                                                          use_sample_covariance=False,
+                                                          channel_axis=-1 if channel == 'rgb' else None)
+    return values
+
+
+def evaluate(metric: RestorationMetric, samples: list) -> dict:
+    metric.process({}, samples)
+    return metric.evaluate(len(samples))
+
+
+def assert_matches(result: dict, expected: dict, prefix: str = '') -> None:
+    for key, value in expected.items():
+        tolerance = PSNR_TOL if key.startswith('psnr') else SSIM_TOL
+        assert result[prefix + key] == pytest.approx(value, abs=tolerance, rel=0), prefix + key
+
+
+def mean_of(dicts: list) -> dict:
+    return {key: float(np.mean([d[key] for d in dicts])) for key in dicts[0]}
+
+
+def test_matches_scikit_image_on_real_images_averaged_per_image():
+    gts = [real_image('astronaut'), real_image('chelsea')]
+    restored = [distort(gt, sigma, seed) for gt, sigma, seed in zip(gts, (0.03, 0.1), (0, 1))]
+    result = evaluate(RestorationMetric(), [sample(r, g) for r, g in zip(restored, gts)])
+    assert set(result) == KEYS
+    per_image = [skimage_metrics(r, g) for r, g in zip(restored, gts)]
+    assert_matches(result, mean_of(per_image))
+    # per-image averaging, not a pooled MSE: differs from the PSNR of both images' mean squared error
+    pooled = -10 * math.log10(np.mean([np.mean((r - g) ** 2) for r, g in zip(restored, gts)]))
+    assert abs(result['psnr_rgb'] - pooled) > 0.5
+
+
+def test_y_channel_is_bt601_as_scikit_image_and_mmcv():
+    image = real_image('astronaut')
+    y = rgb_to_y(chw(image, torch.float64)[None])[0, 0].numpy()
+    np.testing.assert_allclose(y, color.rgb2ycbcr(image)[..., 0] / 255, rtol=0, atol=1e-12)
+    # mmcv's function is the one mmagic's PSNR/SSIM use for convert_to='Y' (float32 there)
+    np.testing.assert_allclose(y, mmcv.rgb2ycbcr(image.astype(np.float32), y_only=True), rtol=0, atol=1e-6)
+    assert 16 / 255 - 1e-12 <= y.min() and y.max() <= 235 / 255 + 1e-12
+
+
+def test_images_of_different_sizes_in_one_batch():
+    gts = [real_image('astronaut', 64, 80), real_image('chelsea', 48, 40), real_image('chelsea', 64, 80)]
+    restored = [distort(gt, 0.05, seed) for seed, gt in enumerate(gts)]
+    result = evaluate(RestorationMetric(), [sample(r, g) for r, g in zip(restored, gts)])
+    assert_matches(result, mean_of([skimage_metrics(r, g) for r, g in zip(restored, gts)]))
+
+
+def test_restored_images_are_clamped_and_rounded_to_8_bit_unless_quantize_is_false():
+    gt = real_image('astronaut')
+    restored = distort(gt, 0.05, 0, grid=False) + 0.002  # off the 8-bit grid, a little above 1 in places
+    assert restored.max() > 1
+    clamped = np.clip(restored, 0, 1)
+    quantized = evaluate(RestorationMetric(), [sample(restored, gt)])
+    assert_matches(quantized, skimage_metrics(np.round(clamped * 255) / 255, gt))
+    exact = evaluate(RestorationMetric(quantize=False), [sample(restored, gt)])
+    # float32 storage of the unrounded restored image: observed PSNR <= 2.1e-6 dB, SSIM <= 6e-9
+    for key, value in skimage_metrics(clamped, gt).items():
+        assert exact[key] == pytest.approx(value, abs=1e-5, rel=0), key
+    offset = np.minimum(gt + 0.4 / 255, 1.0)  # rounds back to gt: lossless once saved as 8 bit
+    assert evaluate(RestorationMetric(), [sample(offset, gt)])['psnr_rgb'] == math.inf
+    unrounded = evaluate(RestorationMetric(quantize=False), [sample(offset, gt)])['psnr_rgb']
+    assert unrounded == pytest.approx(peak_signal_noise_ratio(gt, offset, data_range=1), abs=1e-4)
+    assert 50 < unrounded < 60
+
+
+def test_padding_is_cropped_to_img_shape():
+    gt = real_image('chelsea', 64, 72)
+    restored = distort(gt, 0.05, 2)
+    result = evaluate(RestorationMetric(), [sample(restored, gt, pad=16)])
+    assert_matches(result, skimage_metrics(restored, gt))
+    uncropped = evaluate(RestorationMetric(), [sample(restored, gt, pad=16, img_shape=(80, 88))])
+    assert uncropped['psnr_rgb'] < result['psnr_rgb'] - 1  # the padding (ones vs zeros) would count
+
+
+def test_crop_border():
+    gt = real_image('astronaut')
+    restored = gt.copy()
+    restored[:4] = distort(gt[:4], 0.3, 3)  # errors only in the top 4 rows
+    restored[4:] = distort(gt[4:], 0.02, 4)
+    result = evaluate(RestorationMetric(crop_border=4), [sample(restored, gt)])
+    assert_matches(result, skimage_metrics(restored, gt, border=4))
+    assert result['psnr_rgb'] > evaluate(RestorationMetric(), [sample(restored, gt)])['psnr_rgb'] + 1
+
+
+def test_lq_input_is_reported_with_the_lq_prefix():
+    gts = [real_image('astronaut'), real_image('chelsea')]
+    lqs = [distort(gt, 0.15, seed) for seed, gt in enumerate(gts)]
+    restored = [distort(gt, 0.03, seed + 10) for seed, gt in enumerate(gts)]
+    result = evaluate(RestorationMetric(), [sample(r, g, lq=q) for r, g, q in zip(restored, gts, lqs)])
+    assert set(result) == KEYS | {'lq_' + key for key in KEYS}
+    assert_matches(result, mean_of([skimage_metrics(q, g) for q, g in zip(lqs, gts)]), prefix='lq_')
+    assert_matches(result, mean_of([skimage_metrics(r, g) for r, g in zip(restored, gts)]))
+    assert result['psnr_y'] > result['lq_psnr_y'] + 5
+
+
+def test_metrics_and_channels_options_and_registry():
+    metric = METRICS.build(dict(type='RestorationMetric', metrics=['ssim'], channels=['y']))
+    gt = real_image('astronaut')
+    result = evaluate(metric, [sample(distort(gt, 0.05, 0), gt)])
+    assert set(result) == {'ssim_y'}
+    for bad in (dict(metrics=['mse']), dict(channels=['lab']), dict(metrics=[]), dict(crop_border=-1)):
+        with pytest.raises(ValueError, match='RestorationMetric'):
+            RestorationMetric(**bad)
+
+
+def test_runs_in_mmengine_evaluator_on_seg_data_samples():
+    """The path of mmseg's Runner and tools/test.py: SegDataSample objects in, metrics out."""
+    evaluator = Evaluator(dict(type='RestorationMetric', metrics=['psnr'], channels=['rgb']))
+    gt = real_image('chelsea', 32, 48)
+    restored = distort(gt, 0.05, 5)
+    data_sample = SegDataSample(metainfo=dict(img_shape=(32, 48)))
+    data_sample.restored_img = PixelData(data=chw(restored))
+    data_sample.gt_hq_img = PixelData(data=chw(gt))
+    evaluator.process([data_sample], {})
+    result = evaluator.evaluate(1)
+    assert result == {'psnr_rgb': pytest.approx(peak_signal_noise_ratio(gt, restored, data_range=1), abs=PSNR_TOL)}
+
+
+@pytest.mark.parametrize('missing', ['gt_hq_img', 'restored_img', 'img_shape'])
+def test_a_missing_field_is_named_in_a_one_line_error(missing):
+    gt = real_image('astronaut', 32, 32)
+    data_sample = sample(gt, gt)
+    del data_sample[missing]
+    with pytest.raises(ValueError, match=f"no '{missing}'") as error:
+        RestorationMetric().process({}, [data_sample])
+    assert '\n' not in str(error.value)
+
+
+def test_empty_dataset_partial_lq_and_shape_errors():
+    with pytest.raises(ValueError, match='no samples'):
+        RestorationMetric().evaluate(0)
+
+    gt = real_image('astronaut', 32, 32)
+    metric = RestorationMetric()
+    metric.process({}, [sample(gt, gt, lq=gt), sample(gt, gt)])
+    with pytest.raises(ValueError, match='lq_img must be given for all samples or none'):
+        metric.evaluate(2)
+
+    with pytest.raises(ValueError, match=r'lq_img \(3, 16, 16\)'):
+        RestorationMetric().process({}, [sample(gt, gt, lq=gt[:16, :16])])
+    with pytest.raises(ValueError, match='img_shape'):
+        RestorationMetric().process({}, [sample(gt, gt, img_shape=(40, 32))])
+    with pytest.raises(ValueError, match='under the 11 pixels'):
+        RestorationMetric(crop_border=11).process({}, [sample(gt, gt)])
+
+
+def test_identical_images_give_infinite_psnr_and_unit_ssim():
+    gt = real_image('astronaut', 32, 32)
+    result = evaluate(RestorationMetric(), [sample(gt, gt)])
+    assert result['psnr_rgb'] == math.inf and result['ssim_y'] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_lpips_only_with_weights(tmp_path):
+    gt = real_image('astronaut', 64, 64)
+    restored, lq = distort(gt, 0.03, 0), distort(gt, 0.2, 1)
+    assert 'lpips' not in evaluate(RestorationMetric(), [sample(restored, gt, lq=lq)])
+
+    torch.manual_seed(0)
+    network = build_lpips('squeeze')
+    weights = str(tmp_path / 'lpips_squeeze.safetensors')
+    save_file(lpips_state_dict(network), weights)
+    metric = RestorationMetric(lpips_weights=weights, lpips_net='squeeze', metrics=['psnr'], channels=['y'])
+    result = evaluate(metric, [sample(restored, gt, lq=lq, pad=8)])
+    assert set(result) == {'psnr_y', 'lpips', 'lq_psnr_y', 'lq_lpips'}
+    with torch.no_grad():
+        expected = network(torch.stack([chw(restored), chw(lq)]), torch.stack([chw(gt), chw(gt)]))
+    assert result['lpips'] == pytest.approx(expected[0].item(), abs=1e-6)
+    assert result['lq_lpips'] == pytest.approx(expected[1].item(), abs=1e-6)
+    assert 0 < result['lpips'] < result['lq_lpips']
+
+    with pytest.raises(FileNotFoundError, match='missing.safetensors'):  # fails at construction, not mid-test
+        RestorationMetric(lpips_weights=str(tmp_path / 'missing.safetensors'))
+
+
+def test_matches_mmagic_functions_when_mmagic_imports():
+    try:
+        from mmagic.evaluation.metrics.psnr import psnr
+        from mmagic.evaluation.metrics.ssim import ssim
+    except Exception as error:  # mmagic 1.2.0 uses np.bool8 (gone in numpy 2) and needs albumentations
+        pytest.skip(f'mmagic does not import here: {type(error).__name__}: {error}')
+    gt = real_image('astronaut')
+    restored = distort(gt, 0.05, 0)
+    result = evaluate(RestorationMetric(), [sample(restored, gt)])
+    for channel, convert_to in (('rgb', None), ('y', 'Y')):  # mmagic works on [0, 255] in float32
+        kwargs = dict(crop_border=0, input_order='HWC', convert_to=convert_to, channel_order='rgb')
+        assert result[f'psnr_{channel}'] == pytest.approx(psnr(gt * 255, restored * 255, **kwargs), abs=1e-3)
+        assert result[f'ssim_{channel}'] == pytest.approx(ssim(gt * 255, restored * 255, **kwargs), abs=1e-4)

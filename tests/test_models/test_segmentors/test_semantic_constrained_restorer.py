@@ -1,0 +1,94 @@
+"""SemanticConstrainedRestorer (SCR): losses, gradients, ground-truth prompts and prediction."""
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.structures import PixelData
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+
+from tests.conftest import repo_path
+
+CLASSES = ('brick', 'grass', 'gravel', 'tissue', 'text', 'sand', 'fabric', 'cloud')
+
+
+@pytest.fixture(scope='module')
+def scr_cfg() -> dict:
+    cfg = Config.fromfile(repo_path('configs', 'scr', 'scr_tiny_textures-128x128.py'))
+    return cfg.model.to_dict()
+
+
+def build(cfg: dict, **overrides):
+    torch.manual_seed(0)
+    return MODELS.build({**cfg, **overrides})
+
+
+def batch(model, training: bool, labels=((0, 2), (1, ))):
+    images, samples = [], []
+    for index, present in enumerate(labels):
+        images.append(torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8))
+        gt = torch.full((1, 64, 64), 255)
+        for k, label in enumerate(present):
+            gt[:, :, k * 64 // len(present):(k + 1) * 64 // len(present)] = label
+        sample = SegDataSample(gt_sem_seg=PixelData(data=gt))
+        sample.set_metainfo(dict(img_path=f'img{index}.png', img_shape=(64, 64), ori_shape=(64, 64)))
+        samples.append(sample)
+    return model.data_preprocessor(dict(inputs=images, data_samples=samples), training)
+
+
+def test_ground_truth_prompts_name_the_present_classes(scr_cfg):
+    model = build(scr_cfg)
+    gt = torch.full((2, 8, 8), 255)
+    gt[0, :4], gt[0, 4:], gt[1, :2] = 5, 1, 7
+    embeddings, mask, token_maps = model._gt_class_prompts(gt)
+    assert mask is None and embeddings.shape[0] == 2
+    assert sorted(token_maps[0]) == [1, 5] and sorted(token_maps[1]) == [7]
+    tokenizer = model.backbone.tokenizer
+    ids = tokenizer('grass,sand', add_special_tokens=True)['input_ids']  # one window: BOS, tokens, EOS
+    assert [ids[p] for p in token_maps[0][1]] == tokenizer('grass', add_special_tokens=False)['input_ids']
+    assert [ids[p] for p in token_maps[0][5]] == tokenizer('sand', add_special_tokens=False)['input_ids']
+    with pytest.raises(ValueError, match='label 9 has no name in gt_class_prompt'):
+        model._gt_class_prompts(torch.full((1, 4, 4), 9))
+
+
+def test_prompts_of_different_lengths_are_padded_with_a_mask(scr_cfg):
+    names = ['x' * 100, 'short']  # the byte-level tokenizer: one token per character, > 1 window
+    model = build(scr_cfg, gt_class_prompt=dict(type='ClassNamesPrompt', classes=names))
+    gt = torch.stack([torch.zeros(4, 4, dtype=torch.long), torch.ones(4, 4, dtype=torch.long)])
+    embeddings, mask, token_maps = model._gt_class_prompts(gt)
+    assert embeddings.shape[1] == 2 * 77 and mask.tolist()[1] == [1] * 77 + [0] * 77
+    assert len(token_maps[0][0]) == 100 and len(token_maps[1][1]) == 5
+
+
+def test_loss_and_gradients_reach_only_lora_and_conv_in(scr_cfg):
+    model = build(scr_cfg).train()
+    data = batch(model, training=True)
+    losses = model(**data, mode='loss')
+    assert set(losses) == {'loss_l2', 'loss_scl'}
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    losses['loss_scl'].backward()  # L_SCL alone: through the attention maps
+    with_grad = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert with_grad and with_grad <= trainable
+    assert all('lora_' in n or 'conv_in' in n for n in trainable)
+    assert any('attn2.to_q' in n for n in with_grad) and any('attn2.to_k' in n for n in with_grad)
+
+
+def test_loss_needs_the_clean_image(scr_cfg):
+    model = build(scr_cfg, data_preprocessor=dict(scr_cfg['data_preprocessor'], keep_hq=False)).train()
+    with pytest.raises(ValueError, match='needs data_sample.gt_hq_img'):
+        model(**batch(model, training=True), mode='loss')
+    with pytest.raises(ValueError, match='alignment_loss needs gt_class_prompt'):
+        build(scr_cfg, gt_class_prompt=None)
+
+
+def test_predict_restore_and_tensor_mode_agree(scr_cfg):
+    model = build(scr_cfg).eval()
+    data = batch(model, training=False)
+    with torch.no_grad():
+        samples = model(**data, mode='predict')
+        restored = model.restore(data['inputs'])
+        tensor = model(data['inputs'], mode='tensor')
+    assert restored.shape == (2, 3, 64, 64) and 0 <= restored.min() and restored.max() <= 1
+    torch.testing.assert_close(tensor, restored)
+    torch.testing.assert_close(torch.stack([s.restored_img.data for s in samples]), restored)
+    assert all('lq_img' in s and 'gt_hq_img' in s for s in samples)  # degrade='test': LQ input and clean target
