@@ -102,3 +102,33 @@ def test_every_config_parses_and_names_registered_types(path):
     for key in ('backbone', 'decode_head'):
         assert MODELS.get(cfg.model[key].type) is not None, (path, cfg.model[key].type)
     assert 'rass_mmseg' in cfg.custom_imports.imports
+
+
+def test_full_size_scr_builds_without_weights_and_trains_only_lora_and_conv_in(full_cfg):
+    cfg = Config.fromfile(repo_path('configs', 'scr', 'scr_sd21_ade20k-512x512.py'))
+    backbone = cfg.model.backbone
+    backbone.pretrained = None
+    backbone.vae, backbone.unet, backbone.text_encoder = cfg.sd21_base_vae, cfg.sd21_base_unet, cfg.sd21_base_text_encoder
+    cfg.model.decode_head.lpips_weights = None
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+        unet = UNet2DConditionModel(**cfg.sd21_base_unet)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    expected = lora_count(unet, 4, DEFAULT_LORA_TARGETS) + numel(unet.conv_in)
+    print(f'\nSCR full size: trainable {trainable / 1e6:.2f}M (SCR LoRA + conv_in), total {numel(model) / 1e6:.1f}M')
+    assert trainable == expected
+    assert model.backbone.vae.decoder is not None and model.backbone.timestep == 999
+    # the 16x16 and 32x32 cross-attention maps of a 512x512 input: down blocks 1-2, up blocks 1-2
+    assert len(model.backbone.capture_layers) == 2 * 2 + 3 * 2
+    assert model.gt_class_prompt.classes[0] == 'wall' and len(model.gt_class_prompt.classes) == 150
+    assert cfg.model.data_preprocessor.type == 'DegradationDataPreProcessor'
+    assert tuple(cfg.model.data_preprocessor.size) == (512, 512) and cfg.val_evaluator.type == 'RestorationMetric'
+
+
+@pytest.mark.parametrize('path', sorted(glob.glob(repo_path('configs', 'scr', '*.py'))))
+def test_every_scr_config_parses_and_names_registered_types(path):
+    cfg = Config.fromfile(path)
+    for key in ('backbone', 'decode_head', 'alignment_loss'):
+        assert MODELS.get(cfg.model[key].type) is not None, (path, cfg.model[key].type)
+    assert 'rass_mmseg' in cfg.custom_imports.imports
+    assert any(h.type == 'AdapterExportHook' for h in cfg.custom_hooks)

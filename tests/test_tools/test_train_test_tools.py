@@ -21,10 +21,10 @@ FAST = ['train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=F
         'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2', 'train_cfg.val_interval=1000']
 
 
-def run_tool(script: str, *args: str, cwd: str) -> str:
+def run_tool(script: str, *args: str, cwd: str, expect_failure: bool = False) -> str:
     result = subprocess.run([sys.executable, script, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
+    assert (result.returncode != 0) == expect_failure, output[-3000:]
     return output
 
 

@@ -81,8 +81,8 @@ class DegradationDataPreProcessor(SegDataPreProcessor):
         test_cfg: Padding of validation/test batches (``size`` or ``size_divisor``).
         degrade: ``'train'``, ``'test'`` or ``'never'`` (see above).
         degradation: Keys of :class:`SecondOrderDegradation`; missing keys take the RASS values.
-        train_seed: Seed of the training draws; ``None`` draws it from torch's global generator at construction,
-            which mmengine's ``randomness=dict(seed=...)`` has seeded by then.
+        train_seed: Seed of the training draws; ``None`` takes ``torch.initial_seed()``, the seed mmengine's
+            ``randomness=dict(seed=...)`` has set by then (no random number is consumed).
         test_seed: Seed of the test-mode draws (the benchmark seed).
         keep_hq: Attach ``gt_hq_img`` to the data samples. Degraded evaluation batches (``degrade='test'``)
             also get ``data_sample.lq_img`` (uint8 RGB, C x H x W), the image the model saw, which
@@ -113,7 +113,9 @@ class DegradationDataPreProcessor(SegDataPreProcessor):
         self.degrade = degrade
         self.degradation = build_degradation(degradation)
         if train_seed is None:
-            train_seed = int(torch.randint(0, 2**62, (1, )).item())
+            # The run's seed (mmengine seeds torch before building the model). Reading it consumes no random
+            # numbers, so a model's random initialisation does not depend on which preprocessor it has.
+            train_seed = torch.initial_seed() % 2**62
         self.train_seed = int(train_seed)
         self.test_seed = int(test_seed)
         self.keep_hq = keep_hq
