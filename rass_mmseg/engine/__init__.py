@@ -1,3 +1,4 @@
-from .hooks import CheckpointOverwriteGuardHook
+from .hooks import CheckpointOverwriteGuardHook, NonFiniteLossHook, RandomStateCheckpointHook
+from .optim_wrappers import CPUAmpOptimWrapper
 
-__all__ = ['CheckpointOverwriteGuardHook']
+__all__ = ['CheckpointOverwriteGuardHook', 'CPUAmpOptimWrapper', 'NonFiniteLossHook', 'RandomStateCheckpointHook']

@@ -21,7 +21,9 @@ class SideBySideSegVisualizer(SegLocalVisualizer):
     sets ``visualizer.type='SideBySideSegVisualizer'``.
 
     For a restorer (the data sample holds ``restored_img``, e.g. from SCR) the panels are LQ input | restored
-    | clean image (``gt_hq_img`` when present, else the image read from disk).
+    | clean image (``gt_hq_img`` when present, else the image read from disk). For restore-then-segment (both
+    ``restored_img`` and ``pred_sem_seg``): LQ | restored | prediction | ground truth, masks drawn over the
+    restored image.
     """
 
     def add_datasample(self,
@@ -49,21 +51,24 @@ class SideBySideSegVisualizer(SegLocalVisualizer):
             step: Global step for the backends.
             with_labels: Write class names on the masks.
         """
-        if data_sample is not None and 'restored_img' in data_sample:
-            drawn = self._restoration_panels(image, data_sample)
-            if show:
-                self.show(drawn, win_name=name, wait_time=wait_time)
-            if out_file is not None:
-                mmcv.imwrite(mmcv.rgb2bgr(drawn), out_file)
-            else:
-                self.add_image(name, drawn, step)
+        restoration = data_sample is not None and 'restored_img' in data_sample
+        segmentation = data_sample is not None and ('pred_sem_seg' in data_sample or 'gt_sem_seg' in data_sample)
+        if restoration and not (segmentation and 'pred_sem_seg' in data_sample):
+            self._output(self._restoration_panels(image, data_sample), name, show, wait_time, out_file, step)
             return
+        restored_panel = None
+        if restoration:  # restore-then-segment: LQ | restored | masks drawn over the restored image
+            shape = data_sample.metainfo.get('img_shape', data_sample.restored_img.shape)
+            restored_panel = self._to_uint8(data_sample.restored_img, shape, image.shape[:2])
         if data_sample is not None and 'lq_img' in data_sample:
             lq = data_sample.lq_img.data.permute(1, 2, 0).cpu().numpy().astype(np.uint8)
             if lq.shape[:2] != image.shape[:2]:  # the test pipeline resized the image: back to the file's size
                 lq = mmcv.imresize(lq, (image.shape[1], image.shape[0]), interpolation='bilinear')
             image = lq
         panels = [image]
+        if restored_panel is not None:
+            panels.append(restored_panel)
+            image = restored_panel
         classes = self.dataset_meta.get('classes')
         palette = self.dataset_meta.get('palette')
         for wanted, key in ((draw_pred, 'pred_sem_seg'), (draw_gt, 'gt_sem_seg')):
@@ -72,7 +77,11 @@ class SideBySideSegVisualizer(SegLocalVisualizer):
                     raise ValueError('SideBySideSegVisualizer needs dataset_meta with classes to draw masks')
                 panel = self._draw_sem_seg(image.copy(), data_sample.get(key), classes, palette, with_labels)
                 panels.append(panel)
-        drawn = np.concatenate(panels, axis=1)
+        self._output(np.concatenate(panels, axis=1), name, show, wait_time, out_file, step)
+
+    def _output(self, drawn: np.ndarray, name: str, show: bool, wait_time: float, out_file: Optional[str],
+                step: int) -> None:
+        """Show, write (RGB saved as BGR, as mmseg does) or hand the drawing to the backends."""
         if show:
             self.show(drawn, win_name=name, wait_time=wait_time)
         if out_file is not None:

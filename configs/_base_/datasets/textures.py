@@ -6,13 +6,13 @@ data_root = 'data/textures'
 # set to None to only read an existing folder.
 generate_cfg = dict(seed=0, num_train=80, num_val=20, image_size=128)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFileChecked'),  # one-line error naming an unreadable file
     dict(type='LoadAnnotations'),  # reduce_zero_label=False comes from the dataset
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs')
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFileChecked'),  # one-line error naming an unreadable file
     dict(type='LoadAnnotations'),  # reduce_zero_label=False comes from the dataset
     dict(type='PackSegInputs')
 ]

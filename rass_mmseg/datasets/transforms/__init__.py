@@ -1,0 +1,3 @@
+from .load_image_checked import LoadImageFromFileChecked
+
+__all__ = ['LoadImageFromFileChecked']
