@@ -1,0 +1,60 @@
+"""A pickle whose loading would run code, handed over as every kind of weight file: refused, nothing runs."""
+import json
+import os
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmseg.registry import MODELS
+
+from rass_mmseg.models.utils.lora import merge_lora_adapter
+from rass_mmseg.models.utils.lpips_network import build_lpips
+from tests.conftest import repo_path
+
+
+class WritesMarker:
+    """Unpickling this calls os.system, which would create the marker file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.path}', )
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    marker = tmp_path / 'marker'
+    path = tmp_path / 'hostile.pth'
+    torch.save({'state_dict': {'x': torch.zeros(1)}, 'payload': WritesMarker(str(marker))}, path)
+    return path, marker
+
+
+def test_hostile_file_as_adapter_is_refused(hostile, tmp_path):
+    path, marker = hostile
+    folder = tmp_path / 'adapter'
+    folder.mkdir()
+    (folder / 'adapter_model.safetensors').write_bytes(path.read_bytes())
+    (folder / 'adapter_config.json').write_text(json.dumps(dict(r=4, lora_alpha=4, target_modules=['to_q'])))
+    with pytest.raises(ValueError, match='not a readable safetensors file'):
+        merge_lora_adapter(torch.nn.Sequential(torch.nn.Linear(2, 2)), str(folder), name='x')
+    assert not marker.exists()
+
+
+def test_hostile_file_as_lpips_weights_is_refused(hostile):
+    path, marker = hostile
+    with pytest.raises(ValueError) as error:
+        build_lpips('alex', str(path))
+    assert 'weights_only' in str(error.value) or 'refused' in str(error.value).lower()
+    assert '\n' not in str(error.value) and not marker.exists()
+
+
+def test_hostile_file_as_scr_weights_in_restore_then_segment_is_refused(hostile):
+    path, marker = hostile
+    r2s = Config.fromfile(repo_path('configs', 'protocols', 'r2s_scr-tiny_segformer_mit-tiny_textures-lq-128x128.py'))
+    r2s.model.restorer_checkpoint = str(path)
+    r2s.model.segmentor_checkpoint = None
+    with pytest.raises(Exception) as error:
+        MODELS.build(r2s.model)
+    assert 'weights_only' in str(error.value) or 'refus' in str(error.value)
+    assert not marker.exists()
