@@ -26,6 +26,7 @@ setup(
     python_requires='>=3.9',
     install_requires=[
         'torch>=2.1',
+        'torchvision',
         'mmengine>=0.10.0',
         'mmcv>=2.0.0rc4,<2.2.0',
         'mmsegmentation>=1.2.0',
@@ -36,6 +37,8 @@ setup(
         'safetensors',
         'opencv-python',
         'scikit-image',
+        'kornia>=0.7',
+        'torchmetrics>=1.0',
     ],
     license='Apache License 2.0',
     zip_safe=False,
