@@ -61,10 +61,8 @@ class SideBySideSegVisualizer(SegLocalVisualizer):
             shape = data_sample.metainfo.get('img_shape', data_sample.restored_img.shape)
             restored_panel = self._to_uint8(data_sample.restored_img, shape, image.shape[:2])
         if data_sample is not None and 'lq_img' in data_sample:
-            lq = data_sample.lq_img.data.permute(1, 2, 0).cpu().numpy().astype(np.uint8)
-            if lq.shape[:2] != image.shape[:2]:  # the test pipeline resized the image: back to the file's size
-                lq = mmcv.imresize(lq, (image.shape[1], image.shape[0]), interpolation='bilinear')
-            image = lq
+            # the test pipeline may have resized the image: back to the file's size
+            image = self._to_uint8(data_sample.lq_img, data_sample.lq_img.shape, image.shape[:2])
         panels = [image]
         if restored_panel is not None:
             panels.append(restored_panel)

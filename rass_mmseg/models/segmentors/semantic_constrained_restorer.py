@@ -5,6 +5,7 @@ import torch
 from mmengine.structures import PixelData
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
 from torch import Tensor
 
@@ -157,7 +158,6 @@ class SemanticConstrainedRestorer(BaseSegmentor):
         """Restore ``inputs`` and store each image as ``data_sample.restored_img``."""
         restored = self.restore(inputs)
         if data_samples is None:
-            from mmseg.structures import SegDataSample
             data_samples = [SegDataSample() for _ in range(inputs.shape[0])]
         for image, sample in zip(restored, data_samples):
             sample.restored_img = PixelData(data=image)

@@ -154,8 +154,7 @@ def _read_adapter(path: str) -> tuple:
 
 def _load_trained_modules(model: nn.Module, path: str, trained: Dict[str, torch.Tensor]) -> None:
     """Copy full module weights saved beside an adapter into the model's base weights, checking names/shapes."""
-    params = {name.replace('.base_layer', ''): tensor
-              for name, tensor in model.state_dict(keep_vars=True).items() if 'lora_' not in name}
+    params = _base_weights(model)  # state_dict tensors share storage with the parameters
     for key, value in trained.items():
         if key not in params or tuple(params[key].shape) != tuple(value.shape):
             got = tuple(params[key].shape) if key in params else 'no such weight'
