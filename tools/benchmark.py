@@ -3,11 +3,25 @@
     python tools/benchmark.py CONFIG [--checkpoint CKPT] [--shape 512 512] [--num-images 20]
     python tools/benchmark.py CONFIG --compare CONFIG2      # both measured in this run, alternating, + ratio
     python tools/benchmark.py CONFIG --compare CONFIG --compare-cfg-options model.backbone.deploy=True
+    python tools/benchmark.py CONFIG --mode train --batch-size 2 --amp bf16   # training iterations
+    python tools/benchmark.py CONFIG --without-weights                          # paper-size, random init
 
-What is timed: ``model.inference`` (the config's ``test_cfg``: whole or slide) on a random, already
-normalised batch of one image, under ``torch.no_grad``, after ``--warmup`` passes. The data preprocessor
-(and so any online degradation) is NOT timed, nor is data loading. Peak memory is
-``torch.cuda.max_memory_allocated`` on a GPU, and the process's peak resident memory on a CPU.
+What is timed (``--mode inference``, the default): ``model.inference`` (the config's ``test_cfg``: whole or
+slide) on a random, already normalised batch of one image, under ``torch.no_grad``, after ``--warmup``
+passes. The data preprocessor (and so any online degradation) is NOT timed, nor is data loading.
+
+``--mode train``: whole ``model.train_step`` iterations (data preprocessor with its online degradation, loss,
+backward, optimizer step) on ``--batch-size`` random uint8 images with random labels, through an optimizer
+wrapper built from the config's ``optim_wrapper`` (``--amp`` picks mmengine's ``AmpOptimWrapper`` with that
+dtype, ``none`` a plain ``OptimWrapper``; optimizer, clipping and parameter-wise settings are the config's).
+Data loading is not timed.
+
+Peak memory is ``torch.cuda.max_memory_allocated`` on a GPU, and the process's peak resident memory on a CPU.
+
+``--without-weights`` builds a config that reads Stable Diffusion from a local folder (``backbone.pretrained``)
+from the architecture dicts the config carries instead (``sd21_base_vae``, ``sd21_base_unet``,
+``sd21_base_text_encoder``), randomly initialised, and SCR's LPIPS network without its weights file: same
+shapes and cost, meaningless predictions.
 """
 import argparse
 import resource
@@ -16,10 +30,13 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
+from mmengine.structures import PixelData
 from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
 from torch import nn
 
 import rass_mmseg  # noqa: F401  (registers the plugin)
@@ -37,23 +54,62 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--rounds', type=int, default=3, help='alternating rounds (median FPS is reported)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--amp', choices=['none', 'bf16', 'fp16'], default='none', help='autocast dtype')
+    parser.add_argument('--mode', choices=['inference', 'train'], default='inference',
+                        help='time model.inference (default) or whole model.train_step iterations')
+    parser.add_argument('--batch-size', type=int, default=2, help='images per training iteration (--mode train)')
+    parser.add_argument('--without-weights', action='store_true',
+                        help='build Stable Diffusion from the config\'s sd21_base_* architecture dicts, random init')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='overrides applied to every config')
     parser.add_argument('--compare-cfg-options', nargs='+', action=DictAction,
                         help='overrides applied to the second config only (e.g. model.backbone.deploy=True)')
     return parser.parse_args(argv)
 
 
-def build_model(config: str, checkpoint: Optional[str], device: str, cfg_options: Optional[dict] = None) -> nn.Module:
-    """Build a segmentor from ``config`` in eval mode on ``device``."""
+WEIGHT_FREE_KEYS = dict(vae='sd21_base_vae', unet='sd21_base_unet', text_encoder='sd21_base_text_encoder')
+
+
+def use_architecture_without_weights(cfg: Config, config: str) -> None:
+    """Point ``cfg.model.backbone`` at the config's ``sd21_base_*`` architecture dicts instead of a weights folder.
+
+    Args:
+        cfg: The loaded config, changed in place.
+        config: Its path, for the error message.
+    """
+    missing = [key for key in WEIGHT_FREE_KEYS.values() if key not in cfg]
+    backbone = cfg.model.get('backbone')
+    if missing or backbone is None or 'pretrained' not in backbone:
+        raise ValueError(f'--without-weights: {config} needs model.backbone.pretrained and the keys '
+                         f'{", ".join(WEIGHT_FREE_KEYS.values())}; missing: {", ".join(missing) or "model.backbone"}')
+    backbone.pretrained = None
+    for argument, key in WEIGHT_FREE_KEYS.items():
+        backbone[argument] = cfg[key]
+    head = cfg.model.get('decode_head')
+    if head is not None and head.get('lpips_weights'):
+        head.lpips_weights = None  # SCR's LPIPS network, randomly initialised too
+
+
+def load_config(config: str, cfg_options: Optional[dict] = None, without_weights: bool = False) -> Config:
+    """Read ``config``, apply ``cfg_options`` and, if asked, the weight-free architecture."""
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    if without_weights:
+        use_architecture_without_weights(cfg, config)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
-    cfg.model.train_cfg = None
+    return cfg
+
+
+def build_model(config: str, checkpoint: Optional[str], device: str, cfg_options: Optional[dict] = None,
+                without_weights: bool = False, training: bool = False) -> nn.Module:
+    """Build a segmentor from ``config`` on ``device``, in eval mode unless ``training``."""
+    cfg = load_config(config, cfg_options, without_weights)
+    if not training:
+        cfg.model.train_cfg = None
     model = MODELS.build(cfg.model)
     if checkpoint:
         load_checkpoint(model, checkpoint, map_location='cpu')
-    return model.to(device).eval()
+    model = model.to(device)
+    return model.train() if training else model.eval()
 
 
 def count_parameters(model: nn.Module) -> Dict[str, int]:
@@ -90,6 +146,60 @@ def time_inference(model: nn.Module, shape: Sequence[int], num_images: int, warm
     return num_images / (time.perf_counter() - start)
 
 
+def label_count(model: nn.Module) -> int:
+    """Classes to draw random labels from: the head's, else the ground-truth prompt's (SCR), else 2."""
+    head = getattr(model, 'decode_head', None)
+    if getattr(head, 'num_classes', None):
+        return int(head.num_classes)
+    prompt = getattr(model, 'gt_class_prompt', None)
+    return len(prompt.classes) if prompt is not None else 2
+
+
+def random_training_batch(batch_size: int, shape: Sequence[int], num_classes: int, seed: int = 0) -> dict:
+    """What a dataloader hands ``train_step``: uint8 CHW images and data samples with labels and paths."""
+    generator = torch.Generator().manual_seed(seed)
+    height, width = shape
+    inputs, data_samples = [], []
+    for index in range(batch_size):
+        inputs.append(torch.randint(0, 256, (3, height, width), generator=generator, dtype=torch.uint8))
+        sample = SegDataSample(metainfo=dict(img_path=f'benchmark_{index}.png', img_shape=(height, width),
+                                             ori_shape=(height, width)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, height, width), generator=generator))
+        data_samples.append(sample)
+    return dict(inputs=inputs, data_samples=data_samples)
+
+
+def build_training_optim_wrapper(model: nn.Module, config: str, amp: str, device: str) -> OptimWrapper:
+    """The config's optimizer wrapper, its type and dtype set by ``amp``."""
+    cfg = Config.fromfile(config)
+    if 'optim_wrapper' not in cfg:
+        raise ValueError(f'--mode train: {config} has no optim_wrapper')
+    wrapper = ConfigDict(cfg.optim_wrapper)
+    wrapper.pop('dtype', None)
+    if amp == 'none':
+        wrapper.type = 'OptimWrapper'
+    else:
+        if not device.startswith('cuda'):
+            raise ValueError(f'--amp {amp} with --mode train needs a CUDA device (mmengine\'s AmpOptimWrapper)')
+        wrapper.update(type='AmpOptimWrapper', dtype=dict(bf16='bfloat16', fp16='float16')[amp])
+    return build_optim_wrapper(model, wrapper)
+
+
+def time_training(model: nn.Module, optim_wrapper: OptimWrapper, data: dict, iterations: int, warmup: int,
+                  device: str) -> float:
+    """Training iterations per second of ``model.train_step`` on ``data``."""
+    for _ in range(warmup):
+        model.train_step(data, optim_wrapper)
+    if device.startswith('cuda'):
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        model.train_step(data, optim_wrapper)
+    if device.startswith('cuda'):
+        torch.cuda.synchronize(device)
+    return iterations / (time.perf_counter() - start)
+
+
 def benchmark(args: argparse.Namespace) -> List[dict]:
     """Measure every config of ``args`` in alternating rounds; returns one result dict per config."""
     specs = [(args.config, args.checkpoint, args.cfg_options)]
@@ -98,15 +208,29 @@ def benchmark(args: argparse.Namespace) -> List[dict]:
         specs.append((args.compare, args.compare_checkpoint, options))
     if args.device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats(args.device)
-    models = [build_model(config, checkpoint, args.device, options) for config, checkpoint, options in specs]
-    fps: List[List[float]] = [[] for _ in models]
+    training = args.mode == 'train'
+    models = [
+        build_model(config, checkpoint, args.device, options, args.without_weights, training)
+        for config, checkpoint, options in specs
+    ]
+    if training:
+        wrappers = [build_training_optim_wrapper(model, config, args.amp, args.device)
+                    for model, (config, _, _) in zip(models, specs)]
+        batches = [random_training_batch(args.batch_size, args.shape, label_count(model)) for model in models]
+    rates: List[List[float]] = [[] for _ in models]
     for _ in range(args.rounds):
         for index, model in enumerate(models):
-            fps[index].append(time_inference(model, args.shape, args.num_images, args.warmup, args.device, args.amp))
+            if training:
+                rates[index].append(time_training(model, wrappers[index], batches[index], args.num_images,
+                                                  args.warmup, args.device))
+            else:
+                rates[index].append(time_inference(model, args.shape, args.num_images, args.warmup, args.device,
+                                                   args.amp))
     results = []
-    for (config, _, _), model, values in zip(specs, models, fps):
-        results.append(dict(config=config, **count_parameters(model), fps=statistics.median(values),
-                            ms_per_image=1000 / statistics.median(values)))
+    images_per_step = args.batch_size if training else 1
+    for (config, _, _), model, values in zip(specs, models, rates):
+        fps = statistics.median(values) * images_per_step
+        results.append(dict(config=config, **count_parameters(model), fps=fps, ms_per_image=1000 / fps))
     peak = _peak_memory_mb(args.device)
     for result in results:
         result['peak_memory_mb'] = peak  # one process measures both: the peak covers all models
@@ -114,8 +238,10 @@ def benchmark(args: argparse.Namespace) -> List[dict]:
 
 
 def format_table(results: List[dict], args: argparse.Namespace) -> str:
-    lines = [f'device={args.device} shape={tuple(args.shape)} images/round={args.num_images} rounds={args.rounds} '
-             f'amp={args.amp}',
+    step = (f'mode=train batch={args.batch_size} iterations/round={args.num_images}'
+            if args.mode == 'train' else f'mode=inference images/round={args.num_images}')
+    lines = [f'device={args.device} shape={tuple(args.shape)} {step} rounds={args.rounds} amp={args.amp}'
+             + (' weights=random (--without-weights)' if args.without_weights else ''),
              f'{"config":<60} {"params":>10} {"trainable":>10} {"FPS":>8} {"ms/img":>8} {"peak MB":>9}']
     for r in results:
         lines.append(f'{r["config"][-60:]:<60} {r["total"] / 1e6:>9.2f}M {r["trainable"] / 1e6:>9.2f}M '

@@ -1,7 +1,7 @@
 """Throughput of the batched degradation engine against a per-image loop and mmagic's CPU transforms.
 
     python tools/benchmark_degradation.py                      # batch sizes 1, 8, 16 at 512x512 on the CPU
-    python tools/benchmark_degradation.py --device cuda
+    python tools/benchmark_degradation.py --device cuda --cpu-baseline   # + the batched engine on the host CPU
 
 Rows, measured side by side in one run (methods interleaved inside every repeat, median of the repeats):
 
@@ -9,6 +9,8 @@ Rows, measured side by side in one run (methods interleaved inside every repeat,
 * ``batched, test mode``: the same with the keyed, batch-invariant draws of ``degrade='test'``;
 * ``per-image loop``: the same engine called on one image at a time in a Python loop (the public RASS code's
   structure);
+* ``batched on CPU`` (``--cpu-baseline``, with ``--device cuda``): the batched engine on the same images on the
+  host's CPU, so the GPU's gain over the CPU is measured in the same run;
 * ``mmagic 1.2.0 (cv2)``: mmagic's CPU degradation transforms (``RandomBlur``, ``RandomResize``, ``RandomNoise``,
   ``RandomJPEGCompression``, ``DegradationsWithShuffle``) with the same parameters, one image at a time, when
   mmagic can be imported (``pip install --no-deps mmagic==1.2.0``). mmagic stays optional: only this script
@@ -42,6 +44,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--repeats', type=int, default=3, help='timed repeats per method and batch size')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=None, help='torch intra-op threads (default: torch\'s)')
+    parser.add_argument('--cpu-baseline', action='store_true',
+                        help='with a GPU --device, also time the batched engine on the CPU')
     parser.add_argument('--no-mmagic', action='store_true', help='skip the mmagic row')
     return parser.parse_args()
 
@@ -140,6 +144,8 @@ def main() -> None:
     device = torch.device(args.device)
     engine = SecondOrderDegradation()
     generator = torch.Generator(device=device).manual_seed(0)
+    cpu_generator = torch.Generator().manual_seed(0)
+    cpu_baseline = args.cpu_baseline and device.type != 'cpu'
     mmagic = None if args.no_mmagic else import_mmagic_transforms()
     mmagic_degrade = mmagic_pipeline(mmagic, args.size) if mmagic else None
     np.random.seed(0)
@@ -162,6 +168,10 @@ def main() -> None:
             'per-image loop':
             lambda: [engine(batch[i:i + 1], GeneratorRandomSource(generator, 1, device)) for i in range(batch_size)],
         }
+        if cpu_baseline:
+            cpu_batch = batch.cpu()
+            methods['batched on CPU'] = lambda: engine(cpu_batch, GeneratorRandomSource(cpu_generator, batch_size,
+                                                                                        torch.device('cpu')))
         if mmagic_degrade is not None and device.type == 'cpu':
             methods['mmagic 1.2.0 (cv2)'] = lambda: [mmagic_degrade(image.copy()) for image in numpy_images]
         for method in methods.values():  # warm-up (tables, allocator, lazy imports)
@@ -184,6 +194,9 @@ def main() -> None:
                 continue
             ratio = throughput[name] / throughput['per-image loop']
             print(f'  {name:<22} {throughput[name]:>9.2f} {ratio:>6.2f}x')
+        if cpu_baseline:
+            print(f'  batched on {device.type} / batched on CPU: '
+                  f'{throughput["batched"] / throughput["batched on CPU"]:.1f}x')
         print()
     print(f'load average after the run {os.getloadavg()[0]:.2f} (other processes share these cores)')
 

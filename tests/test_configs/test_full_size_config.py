@@ -132,3 +132,21 @@ def test_every_scr_config_parses_and_names_registered_types(path):
         assert MODELS.get(cfg.model[key].type) is not None, (path, cfg.model[key].type)
     assert 'rass_mmseg' in cfg.custom_imports.imports
     assert any(h.type == 'AdapterExportHook' for h in cfg.custom_hooks)
+
+
+def test_full_size_segformer_variant_differs_from_the_paper_config_only_in_its_head(full_cfg):
+    cfg = Config.fromfile(repo_path('configs', 'rass', 'rass_sd21-segformer_8xb2-160k_ade20k-512x512.py'))
+    backbone = cfg.model.backbone
+    backbone.pretrained = None
+    backbone.vae, backbone.unet, backbone.text_encoder = cfg.sd21_base_vae, cfg.sd21_base_unet, cfg.sd21_base_text_encoder
+    assert cfg.model.backbone == full_cfg.model.backbone and cfg.model.neck == full_cfg.model.neck
+    assert cfg.optim_wrapper == full_cfg.optim_wrapper and cfg.train_cfg == full_cfg.train_cfg
+    assert 'mmdet.models' not in cfg.custom_imports.imports
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+        paper = MODELS.build(full_cfg.model)
+        head = MODELS.build(cfg.model.decode_head)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    paper_trainable = sum(p.numel() for p in paper.parameters() if p.requires_grad)
+    assert trainable == paper_trainable - numel(paper.decode_head) + numel(head)
+    assert type(model.decode_head).__name__ == 'SegformerHead' and model.decode_head.num_classes == 150

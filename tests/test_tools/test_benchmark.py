@@ -1,5 +1,7 @@
 import sys
 
+import pytest
+import torch
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
@@ -33,3 +35,48 @@ def test_benchmark_prints_the_fields_and_counts_match(capsys):
         assert result['fps'] > 0 and result['peak_memory_mb'] > 0
     ratio = float(out.strip().splitlines()[-1].split(':')[-1])
     assert abs(ratio - results[0]['fps'] / results[1]['fps']) < 1e-3
+
+
+FULL_CONFIG = repo_path('configs', 'rass', 'rass_sd21-segformer_8xb2-160k_ade20k-512x512.py')
+
+
+def test_train_mode_steps_only_the_trainable_parameters():
+    model = benchmark.build_model(CONFIG, None, 'cpu', training=True)
+    wrapper = benchmark.build_training_optim_wrapper(model, CONFIG, 'none', 'cpu')
+    data = benchmark.random_training_batch(2, (64, 64), benchmark.label_count(model))
+    labels = torch.cat([sample.gt_sem_seg.data for sample in data['data_samples']])
+    assert labels.min() >= 0 and labels.max() < 8 and labels.unique().numel() == 8
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    assert benchmark.time_training(model, wrapper, data, iterations=2, warmup=0, device='cpu') > 0
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert changed and changed <= trainable
+    assert any('lora' in name for name in changed) and 'decode_head.conv_seg.weight' in changed
+
+
+def test_train_mode_prints_images_per_second(capsys):
+    results = benchmark.main([CONFIG, '--mode', 'train', '--batch-size', '2', '--shape', '64', '64', '--num-images', '1',
+                              '--warmup', '0', '--rounds', '1', '--device', 'cpu'])
+    out = capsys.readouterr().out
+    assert 'mode=train batch=2' in out and results[0]['fps'] > 0
+
+
+def test_amp_training_needs_cuda():
+    model = benchmark.build_model(CONFIG, None, 'cpu', training=True)
+    with pytest.raises(ValueError, match='needs a CUDA device'):
+        benchmark.build_training_optim_wrapper(model, CONFIG, 'bf16', 'cpu')
+
+
+def test_without_weights_uses_the_architecture_dicts():
+    cfg = benchmark.load_config(FULL_CONFIG, without_weights=True)
+    backbone = cfg.model.backbone
+    assert backbone.pretrained is None
+    assert backbone.unet == cfg.sd21_base_unet and backbone.vae == cfg.sd21_base_vae
+    assert backbone.text_encoder == cfg.sd21_base_text_encoder
+    scr = benchmark.load_config(repo_path('configs', 'scr', 'scr_sd21_ade20k-512x512.py'), without_weights=True)
+    assert scr.model.decode_head.lpips_weights is None and scr.model.backbone.pretrained is None
+
+
+def test_without_weights_names_the_config_and_the_missing_keys():
+    with pytest.raises(ValueError, match=r'rass_tiny-segformer_textures-128x128\.py needs .*missing: sd21_base_vae'):
+        benchmark.load_config(CONFIG, without_weights=True)

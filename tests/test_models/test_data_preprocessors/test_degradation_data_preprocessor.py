@@ -168,3 +168,17 @@ def test_degraded_evaluation_images_are_kept_for_show_dir():
     train_samples = make_batch(2)[1]
     run(DegradationDataPreProcessor(**RASS_NORM, size=(48, 56), train_seed=0), inputs, train_samples, training=True)
     assert all('lq_img' not in s for s in train_samples)  # training batches carry no extra copy
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_degradation_inside_autocast_is_the_float32_degradation(dtype):
+    """mmengine's AmpOptimWrapper runs the data preprocessor inside autocast (seen failing on a GPU with mixed
+    bf16/float32 ragged updates): the degradation must ignore autocast and give the float32 bits."""
+    inputs, _ = make_batch(4)
+    expected = run(DegradationDataPreProcessor(**RASS_NORM, size=(48, 56), train_seed=3), inputs,
+                   make_batch(4)[1], training=True)['inputs']
+    with torch.autocast('cpu', dtype=dtype):
+        under_amp = run(DegradationDataPreProcessor(**RASS_NORM, size=(48, 56), train_seed=3), inputs,
+                        make_batch(4)[1], training=True)['inputs']
+    assert under_amp.dtype == torch.float32
+    assert torch.equal(under_amp, expected)

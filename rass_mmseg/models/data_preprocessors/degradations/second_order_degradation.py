@@ -233,10 +233,16 @@ class SecondOrderDegradation:
             raise ValueError(f'the degradation expects RGB batches (B, 3, H, W), got shape {tuple(images.shape)}')
         if random.batch_size != images.shape[0]:
             raise ValueError(f'random source is for {random.batch_size} samples, the batch has {images.shape[0]}')
+        # AMP training runs the data preprocessor inside autocast, which would turn the blur and resize
+        # convolutions into bf16/fp16 and mix dtypes in the ragged updates: the pipeline is float32 throughout.
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            return self._degrade_float32(images.to(torch.float32), random)
+
+    def _degrade_float32(self, degraded: torch.Tensor, random: RandomSource) -> torch.Tensor:
+        """The pipeline of :meth:`__call__` on a validated float32 batch, autocast off."""
         first, second = self.stages[''], self.stages['2']
-        batch, _, height, width = images.shape
-        base_sizes = torch.tensor([[height, width]], device=images.device).expand(batch, 2)
-        degraded = images.to(torch.float32)
+        batch, _, height, width = degraded.shape
+        base_sizes = torch.tensor([[height, width]], device=degraded.device).expand(batch, 2)
 
         # Stage 1: blur, resize, noise, JPEG.
         degraded = blur_ragged(degraded, base_sizes, self._blur_kernels(random, 'first.blur', first))

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# GPU figures of the README, measured in one run on a CUDA machine where this repo and its Python packages
+# are importable (random weights: no Stable Diffusion folder needed).
+#
+#   bash tools/gpu_benchmarks.sh [OUT_DIR]        # logs land in OUT_DIR (default work_dirs/gpu_benchmarks)
+#   STEPS="degradation scr_train_bf16" bash tools/gpu_benchmarks.sh    # a subset of the steps below
+#
+# 1. the degradation engine (tools/benchmark_degradation.py): batched vs per-image loop on the GPU, and the
+#    batched engine on the host CPU in the same run, batch 1/8/16 at 512x512;
+# 2. paper-size RASS (SD 2.1-base UNet + VAE encoder, SegformerHead so that no compiled mmcv op is needed):
+#    inference fp32 and bf16 autocast, each against the deploy build (Seg LoRA merged), and whole training
+#    iterations (batch 2, bf16 AMP as the config);
+# 3. paper-size SCR training iterations (batch 2, bf16 AMP), the restorer stage's memory.
+set -uo pipefail
+out=${1:-work_dirs/gpu_benchmarks}
+mkdir -p "$out"
+python=${PYTHON:-python3}
+export PYTHONPATH=${PWD}${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$out/gpu.txt"
+"$python" - <<'PY' | tee -a "$out/gpu.txt"
+import importlib
+for name in ('torch', 'diffusers', 'peft', 'transformers', 'kornia', 'mmengine', 'mmcv', 'mmseg'):
+    module = importlib.import_module(name)
+    print(f'{name} {getattr(module, "__version__", "?")}', end='  ')
+print()
+PY
+
+step() {  # step NAME ARGS...: run one benchmark, keep its whole log, print its table
+    local name=$1
+    shift
+    echo "== $name: $*"
+    timeout "${STEP_TIMEOUT:-240}" "$python" "$@" >"$out/$name.log" 2>&1
+    local status=$?
+    grep -v -i -E "warn|^\s*$|paramwise_options" "$out/$name.log" | tail -n 24
+    [ $status -eq 0 ] || echo "!! $name failed with exit status $status (see $out/$name.log)"
+}
+
+rass=configs/rass/rass_sd21-segformer_8xb2-160k_ade20k-512x512.py
+scr=configs/scr/scr_sd21_ade20k-512x512.py
+deploy=(--compare $rass --compare-cfg-options model.backbone.deploy=True)
+run_step() {
+    case $1 in
+    degradation) step degradation tools/benchmark_degradation.py --device cuda --cpu-baseline --no-mmagic \
+        --batch-sizes 1 8 16 --repeats 5 ;;
+    rass_inference_fp32) step $1 tools/benchmark.py $rass --without-weights --num-images 20 --rounds 3 --amp none \
+        "${deploy[@]}" ;;
+    rass_inference_bf16) step $1 tools/benchmark.py $rass --without-weights --num-images 20 --rounds 3 --amp bf16 \
+        "${deploy[@]}" ;;
+    rass_train_bf16) step $1 tools/benchmark.py $rass --without-weights --mode train --batch-size 2 --num-images 10 \
+        --rounds 2 --amp bf16 ;;
+    scr_train_bf16) step $1 tools/benchmark.py $scr --without-weights --mode train --batch-size 2 --num-images 10 \
+        --rounds 2 --amp bf16 ;;
+    *) echo "unknown step $1" ;;
+    esac
+}
+for name in ${STEPS:-degradation rass_inference_fp32 rass_inference_bf16 rass_train_bf16 scr_train_bf16}; do
+    run_step "$name"
+done
