@@ -72,6 +72,9 @@ class RASSBackbone(BaseModule):
     adapter_name = SEG_ADAPTER
     #: RASS never decodes; the SCR restorer (a subclass) keeps the VAE decoder.
     keeps_vae_decoder = False
+    #: Whether the backbone returns intermediate features (``SCRBackbone`` returns the UNet's output only, so
+    #: its ``*_feature_indices`` are not used nor checked against the VAE's and UNet's depth).
+    taps_features = True
 
     def __init__(self,
                  pretrained: Optional[str] = None,
@@ -104,10 +107,12 @@ class RASSBackbone(BaseModule):
             self.vae.post_quant_conv = None
         self.timestep = timestep
         self.latent_mode = latent_mode
-        self.vae_feature_indices = self._check_indices('vae_feature_indices', vae_feature_indices,
-                                                       len(self.vae.encoder.down_blocks))
-        self.unet_feature_indices = self._check_indices('unet_feature_indices', unet_feature_indices,
-                                                        len(self.unet.up_blocks))
+        self.vae_feature_indices, self.unet_feature_indices = [], []
+        if self.taps_features:
+            self.vae_feature_indices = self._check_indices('vae_feature_indices', vae_feature_indices,
+                                                           len(self.vae.encoder.down_blocks))
+            self.unet_feature_indices = self._check_indices('unet_feature_indices', unet_feature_indices,
+                                                            len(self.unet.up_blocks))
         self.unet.set_attn_processor(AttnProcessor2_0() if attention == 'sdpa' else AttnProcessor())
 
         self.requires_grad_(False)

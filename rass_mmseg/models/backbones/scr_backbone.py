@@ -61,6 +61,7 @@ class SCRBackbone(RASSBackbone):
 
     adapter_name = SCR_ADAPTER
     keeps_vae_decoder = True
+    taps_features = False
 
     def __init__(self,
                  pretrained: Optional[str] = None,
@@ -107,12 +108,6 @@ class SCRBackbone(RASSBackbone):
                                         'scheduler=dict(...))')
             return DDPMScheduler.from_pretrained(pretrained, subfolder='scheduler', local_files_only=True)
         return DDPMScheduler(**SD21_BASE_SCHEDULER)
-
-    def _tapped_blocks(self) -> List[torch.nn.Module]:
-        return []  # the restorer reads the UNet's output, no intermediate features
-
-    def _tap_geometry(self):
-        return [], []
 
     def forward(self, images: Tensor, encoder_hidden_states: Tensor, encoder_attention_mask: Optional[Tensor] = None,
                 capture_attention: bool = False) -> Tensor:
