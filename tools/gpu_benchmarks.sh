@@ -10,7 +10,9 @@
 # 2. paper-size RASS (SD 2.1-base UNet + VAE encoder, SegformerHead so that no compiled mmcv op is needed):
 #    inference fp32 and bf16 autocast, each against the deploy build (Seg LoRA merged), and whole training
 #    iterations (batch 2, bf16 AMP as the config);
-# 3. paper-size SCR training iterations (batch 2, bf16 AMP), the restorer stage's memory.
+# 3. paper-size SCR training iterations (batch 2, bf16 AMP), the restorer stage's memory;
+# 4. (STEPS=tiny_tools_amp) mmseg's train/test tools on the GPU with --amp: tiny RASS trains, resumes and
+#    tests, tiny SCR trains (work dirs removed afterwards).
 set -uo pipefail
 out=${1:-work_dirs/gpu_benchmarks}
 mkdir -p "$out"
@@ -51,6 +53,17 @@ run_step() {
         --rounds 2 --amp bf16 ;;
     scr_train_bf16) step $1 tools/benchmark.py $scr --without-weights --mode train --batch-size 2 --num-images 10 \
         --rounds 2 --amp bf16 ;;
+    tiny_tools_amp)  # mmseg's train/test tools on the GPU with --amp: degradation, hooks, checkpoint, resume
+        local work=$out/tiny_work
+        step tiny_train tools/train.py configs/rass/rass_tiny-segformer_textures-lq-128x128.py --amp \
+            --work-dir "$work" --cfg-options train_cfg.max_iters=20 train_cfg.val_interval=20
+        step tiny_resume tools/train.py configs/rass/rass_tiny-segformer_textures-lq-128x128.py --amp --resume \
+            --work-dir "$work" --cfg-options train_cfg.max_iters=30 train_cfg.val_interval=30
+        step tiny_test tools/test.py configs/rass/rass_tiny-segformer_textures-lq-128x128.py "$work/iter_30.pth" \
+            --work-dir "$work"
+        step scr_tiny_train tools/train.py configs/scr/scr_tiny_textures-128x128.py --amp \
+            --work-dir "$out/scr_work" --cfg-options train_cfg.max_iters=20 train_cfg.val_interval=20
+        rm -rf "$work" "$out/scr_work" ;;
     *) echo "unknown step $1" ;;
     esac
 }

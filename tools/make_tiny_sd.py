@@ -14,7 +14,7 @@ the folder is the config's ``model.backbone.pretrained``. The VAE's ``scaling_fa
 one over the standard deviation of its latents on the training images. A finished folder holds
 ``rass_tiny_sd.json`` (the recipe and the VAE's reconstruction PSNR): running the tool again with the same
 recipe reuses it; any other existing, non-empty folder is refused, never overwritten. The folder appears
-only when complete (written beside it, then renamed).
+only when complete (written to a new staging folder beside it, then renamed).
 """
 import argparse
 import json
@@ -23,6 +23,7 @@ import os
 import os.path as osp
 import shutil
 import sys
+import tempfile
 import time
 from typing import List, Optional, Sequence
 
@@ -147,21 +148,25 @@ def make_tiny_sd(args: argparse.Namespace) -> str:
         latents = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in train.split(8)])
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
 
-    partial = out_dir.rstrip('/') + '.partial'
-    shutil.rmtree(partial, ignore_errors=True)  # a leftover of an interrupted run of this tool
-    vae.save_pretrained(osp.join(partial, 'vae'), safe_serialization=True)
-    unet.save_pretrained(osp.join(partial, 'unet'), safe_serialization=True)
-    text_encoder.save_pretrained(osp.join(partial, 'text_encoder'), safe_serialization=True)
-    build_byte_level_clip_tokenizer(text_config.max_position_embeddings).save_pretrained(
-        osp.join(partial, 'tokenizer'))
-    DDPMScheduler(**SD21_BASE_SCHEDULER).save_pretrained(osp.join(partial, 'scheduler'))
-    with open(osp.join(partial, MANIFEST), 'w') as f:
-        json.dump(dict(recipe=wanted, vae_val_reconstruction_psnr_db=round(val_psnr, 3),
-                       vae_scaling_factor=vae.config.scaling_factor), f, indent=2)
-    if osp.isdir(out_dir):
-        os.rmdir(out_dir)  # empty (checked above)
-    os.makedirs(osp.dirname(osp.abspath(out_dir)), exist_ok=True)
-    os.replace(partial, out_dir)
+    parent = osp.dirname(osp.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=osp.basename(osp.normpath(out_dir)) + '.partial-', dir=parent)
+    try:
+        vae.save_pretrained(osp.join(staging, 'vae'), safe_serialization=True)
+        unet.save_pretrained(osp.join(staging, 'unet'), safe_serialization=True)
+        text_encoder.save_pretrained(osp.join(staging, 'text_encoder'), safe_serialization=True)
+        build_byte_level_clip_tokenizer(text_config.max_position_embeddings).save_pretrained(
+            osp.join(staging, 'tokenizer'))
+        DDPMScheduler(**SD21_BASE_SCHEDULER).save_pretrained(osp.join(staging, 'scheduler'))
+        with open(osp.join(staging, MANIFEST), 'w') as f:
+            json.dump(dict(recipe=wanted, vae_val_reconstruction_psnr_db=round(val_psnr, 3),
+                           vae_scaling_factor=vae.config.scaling_factor), f, indent=2)
+        if osp.isdir(out_dir):
+            os.rmdir(out_dir)  # empty (checked above); rmdir refuses anything else
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # our own staging folder, never the user's
+        raise
     print(f'wrote {out_dir}: VAE reconstruction {val_psnr:.2f} dB on the validation images, '
           f'scaling_factor {vae.config.scaling_factor:.4f}')
     return out_dir
