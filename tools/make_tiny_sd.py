@@ -126,13 +126,19 @@ def make_tiny_sd(args: argparse.Namespace) -> str:
                          'model.backbone.pretrained (the folder to write)')
     out_dir = cfg.model.backbone.pretrained
     wanted = recipe(cfg, args)
+    if osp.exists(out_dir) and not osp.isdir(out_dir):
+        raise FileExistsError(f'{out_dir} exists and is not a folder (nothing was overwritten)')
     if osp.isdir(out_dir) and os.listdir(out_dir):
         manifest = osp.join(out_dir, MANIFEST)
         if osp.isfile(manifest):
-            with open(manifest) as f:
-                if json.load(f).get('recipe') == json.loads(json.dumps(wanted)):
-                    print(f'{out_dir} already holds this tiny SD (same recipe): reused')
-                    return out_dir
+            try:
+                with open(manifest) as f:
+                    found = json.load(f).get('recipe')
+            except (ValueError, AttributeError):
+                found = None  # not our manifest: refused below
+            if found == json.loads(json.dumps(wanted)):
+                print(f'{out_dir} already holds this tiny SD (same recipe): reused')
+                return out_dir
         raise FileExistsError(f'{out_dir} exists and is not this recipe\'s tiny SD folder; move it away or '
                               'change model.backbone.pretrained (nothing was overwritten)')
     init_default_scope(cfg.get('default_scope', 'mmseg'))

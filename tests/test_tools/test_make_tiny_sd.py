@@ -87,6 +87,21 @@ def test_a_foreign_folder_is_never_overwritten(tmp_path):
     assert sorted(os.listdir(tmp_path / 'tiny_sd')) == ['mine.txt']
 
 
+def test_a_broken_manifest_or_a_file_in_the_way_is_refused(tmp_path):
+    config = small_config(tmp_path)
+    os.makedirs(tmp_path / 'tiny_sd')
+    (tmp_path / 'tiny_sd' / 'rass_tiny_sd.json').write_text('{not json')
+    with pytest.raises(SystemExit, match=r'tiny_sd exists and is not this recipe'):
+        make_tiny_sd.main([config, *FAST])
+    assert (tmp_path / 'tiny_sd' / 'rass_tiny_sd.json').read_text() == '{not json'
+    (tmp_path / 'tiny_sd' / 'rass_tiny_sd.json').unlink()
+    os.rmdir(tmp_path / 'tiny_sd')
+    (tmp_path / 'tiny_sd').write_text('a file')
+    with pytest.raises(SystemExit, match='is not a folder'):
+        make_tiny_sd.main([config, *FAST])
+    assert (tmp_path / 'tiny_sd').read_text() == 'a file'
+
+
 def test_vae_training_lowers_the_reconstruction_error(tmp_path):
     images = torch.rand(4, 3, 32, 32) * 2 - 1
     images = torch.nn.functional.interpolate(images[..., ::4, ::4], size=(32, 32), mode='bilinear')  # smooth
