@@ -3,21 +3,14 @@
 # mmseg's released checkpoint (56.01 mIoU on clean ADE20K), saved as
 # checkpoints/mask2former_swin-l-in22k-384x384-pre_8xb2-160k_ade20k-640x640.pth, from
 # https://download.openmmlab.com/mmsegmentation/v0.5/mask2former/mask2former_swin-l-in22k-384x384-pre_8xb2-160k_ade20k-640x640/mask2former_swin-l-in22k-384x384-pre_8xb2-160k_ade20k-640x640_20221203_235933-7120c214.pth  # noqa
-_base_ = ['mmseg::mask2former/mask2former_swin-l-in22k-384x384-pre_8xb2-160k_ade20k-640x640.py']
-custom_imports = dict(imports=['rass_mmseg', 'mmdet.models'], allow_failed_imports=False)
-# the hooks of ../_base_/default_runtime.py (a full mmseg config cannot take it as a second base; tests check)
-custom_hooks = [
-    dict(type='CheckpointOverwriteGuardHook', allow_overwrite=False),
-    dict(type='NonFiniteLossHook', interval=1),
-    dict(type='RandomStateCheckpointHook'),
+_base_ = [
+    'mmseg::mask2former/mask2former_swin-l-in22k-384x384-pre_8xb2-160k_ade20k-640x640.py', '../_base_/rass_hooks.py',
+    '../_base_/datasets/lq_test_sets.py'
 ]
+custom_imports = dict(imports=['rass_mmseg', 'mmdet.models'], allow_failed_imports=False)
+# the hooks of ../_base_/default_runtime.py (a full mmseg config cannot take it as a second base)
+custom_hooks = _base_.rass_custom_hooks
 visualizer = dict(type='SideBySideSegVisualizer')
-# ADE20K-LQ validation/test images, as in ../_base_/datasets/ade20k_lq.py (tests check they match)
-val_dataloader = dict(
-    dataset=dict(
-        data_root='data/ade',
-        data_prefix=dict(
-            img_path='ADEChallengeData2016-LQ/images/validation',
-            seg_map_path='ADEChallengeData2016/annotations/validation'),
-        img_suffix='.png'))
+# ADE20K-LQ validation/test images, the same override as ../_base_/datasets/ade20k_lq.py
+val_dataloader = dict(dataset=_base_.ade20k_lq_dataset)
 test_dataloader = val_dataloader

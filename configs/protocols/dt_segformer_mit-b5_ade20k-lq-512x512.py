@@ -4,22 +4,14 @@
 # https://download.openmmlab.com/mmsegmentation/v0.5/segformer/segformer_mit-b5_512x512_160k_ade20k/segformer_mit-b5_512x512_160k_ade20k_20210726_145235-94cedf59.pth  # noqa
 #   python tools/test.py configs/protocols/dt_segformer_mit-b5_ade20k-lq-512x512.py \
 #       checkpoints/segformer_mit-b5_512x512_160k_ade20k.pth
-_base_ = ['mmseg::segformer/segformer_mit-b5_8xb2-160k_ade20k-512x512.py']
-custom_imports = dict(imports=['rass_mmseg'], allow_failed_imports=False)  # weights-only checkpoint loading
-# the hooks of ../_base_/default_runtime.py (a full mmseg config cannot take it as a second base; tests check)
-custom_hooks = [
-    dict(type='CheckpointOverwriteGuardHook', allow_overwrite=False),
-    dict(type='NonFiniteLossHook', interval=1),
-    dict(type='RandomStateCheckpointHook'),
+_base_ = [
+    'mmseg::segformer/segformer_mit-b5_8xb2-160k_ade20k-512x512.py', '../_base_/rass_hooks.py',
+    '../_base_/datasets/lq_test_sets.py'
 ]
+custom_imports = dict(imports=['rass_mmseg'], allow_failed_imports=False)  # weights-only checkpoint loading
+# the hooks of ../_base_/default_runtime.py (a full mmseg config cannot take it as a second base)
+custom_hooks = _base_.rass_custom_hooks
 visualizer = dict(type='SideBySideSegVisualizer')
-# ADE20K-LQ validation/test images, as in ../_base_/datasets/ade20k_lq.py (a config inheriting a full mmseg config
-# cannot take a second dataset base, so the three keys are set here; tests check they match).
-val_dataloader = dict(
-    dataset=dict(
-        data_root='data/ade',
-        data_prefix=dict(
-            img_path='ADEChallengeData2016-LQ/images/validation',
-            seg_map_path='ADEChallengeData2016/annotations/validation'),
-        img_suffix='.png'))
+# ADE20K-LQ validation/test images, the same override as ../_base_/datasets/ade20k_lq.py
+val_dataloader = dict(dataset=_base_.ade20k_lq_dataset)
 test_dataloader = val_dataloader

@@ -1,9 +1,5 @@
 # The same as ft_segformer_mit-b5_ade20k-lq-512x512.py,
 # tested on RealLQ (../_base_/datasets/reallq.py; tests check the keys match).
 _base_ = ['./ft_segformer_mit-b5_ade20k-lq-512x512.py']
-val_dataloader = dict(
-    dataset=dict(
-        data_root='data/RealLQ',
-        data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
-        img_suffix='.jpg'))
+val_dataloader = dict(dataset=_base_.reallq_dataset)
 test_dataloader = val_dataloader

@@ -9,12 +9,6 @@
 # ade20k.py and give the model the degradation preprocessor in test mode, e.g. with '../_base_/degradation.py'
 # among the bases:  model = dict(data_preprocessor=dict(type='DegradationDataPreProcessor', degrade='test',
 #                                                       degradation=_base_.degradation_preprocessor.degradation))
-_base_ = ['mmseg::_base_/datasets/ade20k.py']
-val_dataloader = dict(
-    dataset=dict(
-        data_root='data/ade',
-        data_prefix=dict(
-            img_path='ADEChallengeData2016-LQ/images/validation',
-            seg_map_path='ADEChallengeData2016/annotations/validation'),
-        img_suffix='.png'))
+_base_ = ['mmseg::_base_/datasets/ade20k.py', './lq_test_sets.py']
+val_dataloader = dict(dataset=_base_.ade20k_lq_dataset)
 test_dataloader = val_dataloader
