@@ -24,6 +24,7 @@ from the architecture dicts the config carries instead (``sd21_base_vae``, ``sd2
 shapes and cost, meaningless predictions.
 """
 import argparse
+import copy
 import resource
 import statistics
 import time
@@ -102,7 +103,12 @@ def load_config(config: str, cfg_options: Optional[dict] = None, without_weights
 def build_model(config: str, checkpoint: Optional[str], device: str, cfg_options: Optional[dict] = None,
                 without_weights: bool = False, training: bool = False) -> nn.Module:
     """Build a segmentor from ``config`` on ``device``, in eval mode unless ``training``."""
-    cfg = load_config(config, cfg_options, without_weights)
+    return build_model_from_cfg(load_config(config, cfg_options, without_weights), checkpoint, device, training)
+
+
+def build_model_from_cfg(cfg: Config, checkpoint: Optional[str], device: str, training: bool = False) -> nn.Module:
+    """Build the segmentor of a loaded config (see :func:`build_model`)."""
+    cfg = copy.deepcopy(cfg)
     if not training:
         cfg.model.train_cfg = None
     model = MODELS.build(cfg.model)
@@ -169,11 +175,10 @@ def random_training_batch(batch_size: int, shape: Sequence[int], num_classes: in
     return dict(inputs=inputs, data_samples=data_samples)
 
 
-def build_training_optim_wrapper(model: nn.Module, config: str, amp: str, device: str) -> OptimWrapper:
-    """The config's optimizer wrapper, its type and dtype set by ``amp``."""
-    cfg = Config.fromfile(config)
+def build_training_optim_wrapper(model: nn.Module, cfg: Config, amp: str, device: str) -> OptimWrapper:
+    """The optimizer wrapper of the loaded config (``--cfg-options`` applied), its type and dtype set by ``amp``."""
     if 'optim_wrapper' not in cfg:
-        raise ValueError(f'--mode train: {config} has no optim_wrapper')
+        raise ValueError(f'--mode train: {cfg.filename} has no optim_wrapper')
     wrapper = ConfigDict(cfg.optim_wrapper)
     wrapper.pop('dtype', None)
     if amp == 'none':
@@ -209,13 +214,13 @@ def benchmark(args: argparse.Namespace) -> List[dict]:
     if args.device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats(args.device)
     training = args.mode == 'train'
+    cfgs = [load_config(config, options, args.without_weights) for config, _, options in specs]
     models = [
-        build_model(config, checkpoint, args.device, options, args.without_weights, training)
-        for config, checkpoint, options in specs
+        build_model_from_cfg(cfg, checkpoint, args.device, training)
+        for cfg, (_, checkpoint, _) in zip(cfgs, specs)
     ]
     if training:
-        wrappers = [build_training_optim_wrapper(model, config, args.amp, args.device)
-                    for model, (config, _, _) in zip(models, specs)]
+        wrappers = [build_training_optim_wrapper(model, cfg, args.amp, args.device) for model, cfg in zip(models, cfgs)]
         batches = [random_training_batch(args.batch_size, args.shape, label_count(model)) for model in models]
     rates: List[List[float]] = [[] for _ in models]
     for _ in range(args.rounds):

@@ -42,7 +42,7 @@ FULL_CONFIG = repo_path('configs', 'rass', 'rass_sd21-segformer_8xb2-160k_ade20k
 
 def test_train_mode_steps_only_the_trainable_parameters():
     model = benchmark.build_model(CONFIG, None, 'cpu', training=True)
-    wrapper = benchmark.build_training_optim_wrapper(model, CONFIG, 'none', 'cpu')
+    wrapper = benchmark.build_training_optim_wrapper(model, benchmark.load_config(CONFIG), 'none', 'cpu')
     data = benchmark.random_training_batch(2, (64, 64), benchmark.label_count(model))
     labels = torch.cat([sample.gt_sem_seg.data for sample in data['data_samples']])
     assert labels.min() >= 0 and labels.max() < 8 and labels.unique().numel() == 8
@@ -64,7 +64,7 @@ def test_train_mode_prints_images_per_second(capsys):
 def test_amp_training_needs_cuda():
     model = benchmark.build_model(CONFIG, None, 'cpu', training=True)
     with pytest.raises(ValueError, match='needs a CUDA device'):
-        benchmark.build_training_optim_wrapper(model, CONFIG, 'bf16', 'cpu')
+        benchmark.build_training_optim_wrapper(model, benchmark.load_config(CONFIG), 'bf16', 'cpu')
 
 
 def test_without_weights_uses_the_architecture_dicts():
