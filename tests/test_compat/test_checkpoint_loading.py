@@ -1,12 +1,18 @@
 import os
 import pickle
+import subprocess
+import sys
+import zipfile
 
+import numpy as np
 import pytest
 import torch
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
 from torch import nn
+
+from mmengine.logging.history_buffer import HistoryBuffer
 
 from rass_mmseg.compat import CHECKPOINT_SAFE_GLOBALS
 
@@ -76,3 +82,98 @@ def test_checkpoint_pickling_getattr_is_refused(tmp_path):
     torch.save({'fn': os.path.join}, path)  # a function reference pickles as a global, like old HistoryBuffers
     with pytest.raises(pickle.UnpicklingError, match='refused to load'):
         _load_checkpoint(str(path))
+
+
+# A Runner checkpoint written by stock mmengine in a process that never imports the plugin (what mmseg's own
+# tools/train.py writes, and what mmseg 1.x model-zoo checkpoints keep: publish_model.py drops only the optimizer).
+STOCK_TRAINING = """
+import sys, torch
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from torch import nn
+
+class TinyRegressor(BaseModel):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        out = self.linear(inputs)
+        return dict(loss=out.pow(2).mean()) if mode == 'loss' else out
+
+dataset = [dict(inputs=torch.full((2, ), float(i))) for i in range(8)]
+Runner(model=TinyRegressor(), work_dir=sys.argv[1],
+       train_dataloader=dict(dataset=dataset, sampler=dict(type='DefaultSampler', shuffle=True), batch_size=2,
+                             collate_fn=dict(type='default_collate')),
+       optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.01)), train_cfg=dict(by_epoch=False, max_iters=2),
+       default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False)),
+       randomness=dict(seed=0)).train()
+assert not any(name.startswith('rass_mmseg') for name in sys.modules)
+"""
+
+
+@pytest.fixture(scope='module')
+def stock_work_dir(tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('stock_mmengine')
+    subprocess.run([sys.executable, '-c', STOCK_TRAINING, str(work_dir)], check=True, capture_output=True)
+    return work_dir
+
+
+def test_stock_mmengine_checkpoints_load_and_resume(stock_work_dir, tmp_path):
+    checkpoint = stock_work_dir / 'iter_2.pth'
+    # stock mmengine pickles HistoryBuffer.min/max/current/mean as builtins.getattr(HistoryBuffer, name)
+    assert 'builtins.getattr' in torch.serialization.get_unsafe_globals_in_checkpoint(str(checkpoint))
+    model = TinyRegressor()
+    state = load_checkpoint(model, str(checkpoint))
+    assert torch.equal(model.linear.weight, state['state_dict']['linear.weight'])
+    assert state['message_hub']['log_scalars']['train/loss'].statistics('mean') == pytest.approx(
+        state['message_hub']['log_scalars']['train/loss'].mean())
+    work_dir = tmp_path / 'resumed'
+    work_dir.mkdir()
+    (work_dir / 'iter_2.pth').write_bytes(checkpoint.read_bytes())
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'iter_2.pth'))
+    resumed = make_runner(work_dir, 4, resume=True)
+    resumed.train()
+    assert resumed.iter == 4
+
+
+def _rename_globals(src, dst, old: bytes, new: bytes) -> None:
+    """Copy a zip checkpoint, replacing a module name in its pickle (GLOBAL opcodes are newline-terminated)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, 'w', zipfile.ZIP_STORED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith('data.pkl'):
+                assert old in data
+                data = data.replace(old, new)
+            zout.writestr(item, data)
+
+
+def test_checkpoints_written_with_numpy_1_load(stock_work_dir, tmp_path):
+    numpy1 = tmp_path / 'numpy1.pth'
+    _rename_globals(stock_work_dir / 'iter_2.pth', numpy1, b'numpy._core.multiarray', b'numpy.core.multiarray')
+    assert 'numpy.core.multiarray.scalar' in torch.serialization.get_unsafe_globals_in_checkpoint(str(numpy1))
+    state = _load_checkpoint(str(numpy1))
+    assert state['message_hub']['log_scalars']['train/loss'].current() == pytest.approx(
+        _load_checkpoint(str(stock_work_dir / 'iter_2.pth'))['message_hub']['log_scalars']['train/loss'].current())
+
+
+class GetattrPayload:
+
+    def __init__(self, owner, name: str) -> None:
+        self.owner, self.name = owner, name
+
+    def __reduce__(self):
+        return (getattr, (self.owner, self.name))
+
+
+@pytest.mark.parametrize('owner,name,shown', [(HistoryBuffer, '__init__', "HistoryBuffer, '__init__'"),
+                                              (HistoryBuffer, 'register_statistics', 'register_statistics'),
+                                              (np.ndarray, 'tofile', "ndarray, 'tofile'"),
+                                              ('a string', 'format', "str, 'format'")])
+def test_getattr_on_anything_but_history_buffer_statistics_is_refused(tmp_path, owner, name, shown):
+    hostile = tmp_path / 'getattr.pth'
+    torch.save({'state_dict': {}, 'payload': GetattrPayload(owner, name)}, hostile)
+    with pytest.raises(pickle.UnpicklingError) as error:
+        _load_checkpoint(str(hostile))
+    message = str(error.value)
+    assert message.startswith(f'refused to load {hostile}') and shown in message and '\n' not in message
