@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ..utils.lora import (DEFAULT_LORA_TARGETS, add_lora_adapter, lora_parameter_names, merge_injected_adapter,
                           merge_lora_adapter, save_lora_adapter)
+from ..utils.frozen_weights import leave_frozen_weights_out_of_checkpoints, persistent_state
 from ..utils.sd_components import build_sd_components
 from ..utils.text_encoding import PromptEncoding, encode_phrases
 
@@ -65,6 +66,11 @@ class RASSBackbone(BaseModule):
         deploy: Build the UNet without LoRA layers, to load a checkpoint whose Seg LoRA was merged by
             ``tools/merge_lora.py`` (no peft at inference).
         attention: ``'sdpa'`` (PyTorch scaled_dot_product_attention) or ``'eager'`` (plain matmul+softmax).
+        save_frozen_weights: Whether ``state_dict()`` (and so every checkpoint) holds the frozen VAE, text encoder
+            and UNet base weights. None (default): only without ``pretrained``, where they are random and cannot be
+            rebuilt; with ``pretrained`` they are rebuilt from the folder (and ``merge_adapters``) and a checkpoint
+            holds the trained weights plus a fingerprint of the frozen ones, checked on load (see
+            :mod:`~rass_mmseg.models.utils.frozen_weights`). Full checkpoints load either way.
         init_cfg: mmengine init config; keep None so pretrained SD weights are not re-initialised.
     """
 
@@ -94,6 +100,7 @@ class RASSBackbone(BaseModule):
                  gradient_checkpointing: bool = False,
                  attention: str = 'sdpa',
                  deploy: bool = False,
+                 save_frozen_weights: Optional[bool] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if latent_mode not in ('mode', 'sample'):
@@ -102,6 +109,7 @@ class RASSBackbone(BaseModule):
             raise ValueError(f"RASSBackbone attention must be 'sdpa' or 'eager', got {attention!r}")
         self.vae, self.unet, self.text_encoder, self.tokenizer = build_sd_components(
             pretrained, vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer)
+        self.pretrained, self.merge_adapters = pretrained, list(merge_adapters)
         if not self.keeps_vae_decoder:
             self.vae.decoder = None
             self.vae.post_quant_conv = None
@@ -135,6 +143,11 @@ class RASSBackbone(BaseModule):
         for block in self._tapped_blocks():
             block.register_forward_hook(_store_tap_output)
         self.feature_channels, self.feature_strides = self._tap_geometry()
+        self.save_frozen_weights = pretrained is None if save_frozen_weights is None else save_frozen_weights
+        if not self.save_frozen_weights:
+            leave_frozen_weights_out_of_checkpoints(
+                self, self.frozen_state_keys,
+                lambda: f'pretrained={self.pretrained!r}, merge_adapters={self.merge_adapters}, deploy={self.deploy}')
 
     @staticmethod
     def _check_indices(key: str, indices: Sequence[int], count: int) -> List[int]:
@@ -171,6 +184,19 @@ class RASSBackbone(BaseModule):
             ups = sum(1 for b in self.unet.up_blocks[:i + 1] if getattr(b, 'upsamplers', None) is not None)
             strides.append(self.latent_stride * unet_down // 2 ** ups)
         return channels, strides
+
+    def frozen_state_keys(self) -> List[str]:
+        """State-dict keys of the weights that never train: VAE, text encoder, and the UNet's base weights except
+        ``conv_in`` when it trains (all of the UNet is kept once the Seg LoRA is merged, ``deploy=True``)."""
+        trained = ('unet.conv_in.', ) if self.train_conv_in else ()
+        keys = []
+        for key in persistent_state(self):
+            if key.startswith(('vae.', 'text_encoder.')):
+                keys.append(key)
+            elif (key.startswith('unet.') and not self.deploy and 'lora_' not in key
+                  and not key.replace('.base_layer', '').startswith(trained)):
+                keys.append(key)
+        return keys
 
     def merge_seg_lora(self) -> None:
         """Fold the trainable LoRA into the UNet weights and drop the LoRA layers (then ``deploy`` is True)."""

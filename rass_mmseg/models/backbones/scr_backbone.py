@@ -56,6 +56,7 @@ class SCRBackbone(RASSBackbone):
         attention_strides: Pixel strides of the cross-attention maps captured for the alignment loss
             (16 and 32: the 32x32 and 16x16 maps of a 512x512 input); empty to capture nothing.
         deploy: Build without LoRA layers, for a checkpoint whose SCR LoRA was merged.
+        save_frozen_weights: Whether checkpoints hold the frozen weights (see :class:`RASSBackbone`).
         init_cfg: mmengine init config.
     """
 
@@ -81,12 +82,13 @@ class SCRBackbone(RASSBackbone):
                  attention: str = 'sdpa',
                  attention_strides: Sequence[int] = (16, 32),
                  deploy: bool = False,
+                 save_frozen_weights: Optional[bool] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(pretrained=pretrained, vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer,
                          timestep=timestep, latent_mode=latent_mode, lora_rank=lora_rank, lora_alpha=lora_alpha,
                          lora_targets=lora_targets, merge_adapters=merge_adapters, train_conv_in=train_conv_in,
                          gradient_checkpointing=gradient_checkpointing, attention=attention, deploy=deploy,
-                         init_cfg=init_cfg)
+                         save_frozen_weights=save_frozen_weights, init_cfg=init_cfg)
         self.scheduler = self._build_scheduler(pretrained, scheduler)
         num_steps = self.scheduler.config.num_train_timesteps
         if not 0 <= timestep < num_steps:
