@@ -41,6 +41,7 @@ from mmseg.structures import SegDataSample
 from torch import nn
 
 import rass_mmseg  # noqa: F401  (registers the plugin)
+from rass_mmseg.models.utils.sd_components import without_weights as use_sd_architecture
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -81,12 +82,7 @@ def use_architecture_without_weights(cfg: Config, config: str) -> None:
     if missing or backbone is None or 'pretrained' not in backbone:
         raise ValueError(f'--without-weights: {config} needs model.backbone.pretrained and the keys '
                          f'{", ".join(WEIGHT_FREE_KEYS.values())}; missing: {", ".join(missing) or "model.backbone"}')
-    backbone.pretrained = None
-    for argument, key in WEIGHT_FREE_KEYS.items():
-        backbone[argument] = cfg[key]
-    head = cfg.model.get('decode_head')
-    if head is not None and head.get('lpips_weights'):
-        head.lpips_weights = None  # SCR's LPIPS network, randomly initialised too
+    use_sd_architecture(cfg.model, *(cfg[key] for key in WEIGHT_FREE_KEYS.values()))
 
 
 def load_config(config: str, cfg_options: Optional[dict] = None, without_weights: bool = False) -> Config:

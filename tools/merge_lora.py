@@ -42,7 +42,7 @@ def merge_checkpoint(config: str, checkpoint: str, out: str, cfg_options: dict =
         raise ValueError(f'{config}: model.backbone.deploy is True; give the training config (with LoRA layers)')
     model = MODELS.build(cfg.model)
     loaded = load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-    model.backbone.merge_seg_lora()
+    model.backbone.merge_lora()
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     meta = dict(loaded.get('meta', {})) if isinstance(loaded, dict) else {}
     meta['rass_mmseg_merged_lora'] = True

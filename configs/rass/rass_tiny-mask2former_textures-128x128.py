@@ -4,5 +4,5 @@ _base_ = [
     '../_base_/schedules/schedule_tiny_cpu.py'
 ]
 custom_imports = dict(imports=['rass_mmseg', 'mmdet.models'], allow_failed_imports=False)
-model = dict(prompt_source=dict(_delete_=True, type='ClassNamesPrompt', dataset='TextureSegDataset'))
+model = dict(backbone=dict(prompt_source=dict(_delete_=True, type='ClassNamesPrompt', dataset='TextureSegDataset')))
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))

@@ -4,6 +4,6 @@ _base_ = [
     '../_base_/schedules/schedule_tiny_cpu.py'
 ]
 model = dict(
-    prompt_source=dict(_delete_=True, type='ClassNamesPrompt', dataset='TextureSegDataset'),
+    backbone=dict(prompt_source=dict(_delete_=True, type='ClassNamesPrompt', dataset='TextureSegDataset')),
     decode_head=dict(num_classes=8))
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))

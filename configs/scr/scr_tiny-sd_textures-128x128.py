@@ -37,5 +37,6 @@ model = dict(
         # correction a random UNet + LoRA learns in minutes. OSEDiff's 999 asks the UNet to predict the whole
         # latent (x0 = 14.6 x_t - 14.6 eps), which needs a pretrained SD UNet; 1 (0.04 x eps) learns slowly.
         timestep=100,
-        attention_strides=(4, 8)))
+        attention_strides=(4, 8)),
+    decode_head=dict(pretrained=tiny_sd_path, vae=None))
 optim_wrapper = dict(optimizer=dict(lr=2e-3))

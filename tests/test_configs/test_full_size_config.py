@@ -93,7 +93,7 @@ def test_full_size_config_keys(full_cfg):
     assert full_cfg.optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult == 0.1
     assert full_cfg.optim_wrapper.type == 'AmpOptimWrapper' and full_cfg.optim_wrapper.clip_grad.max_norm == 0.01
     assert full_cfg.train_cfg.max_iters == 160000 and full_cfg.train_dataloader.batch_size == 2
-    assert full_cfg.model.prompt_source.dataset == 'ADE20KDataset'
+    assert full_cfg.model.backbone.prompt_source.dataset == 'ADE20KDataset'
 
 
 @pytest.mark.parametrize('path', sorted(glob.glob(repo_path('configs', 'rass', '*.py'))))
@@ -110,6 +110,7 @@ def test_full_size_scr_builds_without_weights_and_trains_only_lora_and_conv_in(f
     backbone.pretrained = None
     backbone.vae, backbone.unet, backbone.text_encoder = cfg.sd21_base_vae, cfg.sd21_base_unet, cfg.sd21_base_text_encoder
     cfg.model.decode_head.lpips_weights = None
+    cfg.model.decode_head.pretrained, cfg.model.decode_head.vae = None, cfg.sd21_base_vae
     with torch.device('meta'):
         model = MODELS.build(cfg.model)
         unet = UNet2DConditionModel(**cfg.sd21_base_unet)
@@ -117,7 +118,8 @@ def test_full_size_scr_builds_without_weights_and_trains_only_lora_and_conv_in(f
     expected = lora_count(unet, 4, DEFAULT_LORA_TARGETS) + numel(unet.conv_in)
     print(f'\nSCR full size: trainable {trainable / 1e6:.2f}M (SCR LoRA + conv_in), total {numel(model) / 1e6:.1f}M')
     assert trainable == expected
-    assert model.backbone.vae.decoder is not None and model.backbone.timestep == 999
+    assert model.decode_head.vae.decoder is not None and model.backbone.vae.decoder is None
+    assert model.backbone.timestep == 999
     # the 16x16 and 32x32 cross-attention maps of a 512x512 input: down blocks 1-2, up blocks 1-2
     assert len(model.backbone.capture_layers) == 2 * 2 + 3 * 2
     assert model.gt_class_prompt.classes[0] == 'wall' and len(model.gt_class_prompt.classes) == 150

@@ -15,6 +15,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.runner import CheckpointLoader, Runner
 from mmseg.registry import MODELS
 
+from rass_mmseg.models.utils.sd_components import without_weights
 from tests.conftest import repo_path
 
 PROTOCOLS = sorted(glob.glob(repo_path('configs', 'protocols', '*.py')))
@@ -133,11 +134,7 @@ def test_full_size_baseline_builds(config):
 def weight_free(model: ConfigDict, sd21: Config) -> ConfigDict:
     """A Stable Diffusion based model config built from the SD 2.1-base architecture dicts instead of weights."""
     model = copy.deepcopy(model)
-    model.backbone.pretrained = None
-    model.backbone.vae, model.backbone.unet, model.backbone.text_encoder = (
-        sd21.sd21_base_vae, sd21.sd21_base_unet, sd21.sd21_base_text_encoder)
-    if model.decode_head.get('lpips_weights'):
-        model.decode_head.lpips_weights = None
+    without_weights(model, sd21.sd21_base_vae, sd21.sd21_base_unet, sd21.sd21_base_text_encoder)
     return model
 
 

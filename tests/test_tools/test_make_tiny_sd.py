@@ -26,7 +26,8 @@ def small_config(tmp_path) -> str:
     path.write_text(f'_base_ = [{DEMO_CONFIG!r}]\n'
                     f'train_dataloader = dict(dataset={data!r})\n'
                     f'val_dataloader = dict(dataset={data!r})\n'
-                    f'model = dict(backbone=dict(pretrained={str(tmp_path / "tiny_sd")!r}))\n')
+                    f'model = dict(backbone=dict(pretrained={str(tmp_path / "tiny_sd")!r}),\n'
+                    f'             decode_head=dict(pretrained={str(tmp_path / "tiny_sd")!r}))\n')
     return str(path)
 
 
@@ -50,7 +51,7 @@ def test_folder_is_complete_and_the_scr_demo_builds_from_it(made):
     cfg = Config.fromfile(config)
     model = MODELS.build(cfg.model)
     assert model.backbone.latent_stride == 2 and model.backbone.unet.config.in_channels == 12
-    assert model.backbone.timestep == 100 and model.backbone.vae.decoder is not None
+    assert model.backbone.timestep == 100 and model.decode_head.vae.decoder is not None
     restored = model.restore(torch.rand(1, 3, 64, 64) * 2 - 1)
     assert restored.shape == (1, 3, 64, 64) and 0 <= restored.min() and restored.max() <= 1
 

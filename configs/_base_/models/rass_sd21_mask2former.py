@@ -29,10 +29,10 @@ data_preprocessor = dict(
 model = dict(
     type='RASSEncoderDecoder',
     data_preprocessor=data_preprocessor,
-    prompt_source=dict(type='ClassNamesPrompt', dataset='ADE20KDataset'),
     backbone=dict(
         type='RASSBackbone',
         pretrained=sd21_base_path,
+        prompt_source=dict(type='ClassNamesPrompt', dataset='ADE20KDataset'),
         timestep=1,
         latent_mode='mode',
         lora_rank=4,

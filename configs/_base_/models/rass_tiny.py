@@ -40,10 +40,10 @@ data_preprocessor = dict(
 model = dict(
     type='RASSEncoderDecoder',
     data_preprocessor=data_preprocessor,
-    prompt_source=dict(type='FixedTextPrompt', text=''),
     backbone=dict(
         type='RASSBackbone',
         **tiny_sd,
+        prompt_source=dict(type='FixedTextPrompt', text=''),
         timestep=1,
         latent_mode='mode',
         lora_rank=4),

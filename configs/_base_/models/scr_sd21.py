@@ -9,17 +9,17 @@ model = dict(
     type='SemanticConstrainedRestorer',
     # training batches degraded on the fly (LQ input, HQ target), val/test batches with a fixed seed per image
     data_preprocessor=dict(_base_.degradation_preprocessor, degrade='test'),
-    prompt_source=dict(type='ClassNamesPrompt', dataset='ADE20KDataset'),
     gt_class_prompt=dict(type='ClassNamesPrompt', dataset='ADE20KDataset'),
     backbone=dict(
         type='SCRBackbone',
         pretrained=_base_.sd21_base_path,
+        prompt_source=dict(type='ClassNamesPrompt', dataset='ADE20KDataset'),
         timestep=999,
         latent_mode='mode',
         lora_rank=4,
         attention_strides=(16, 32),
         gradient_checkpointing=True),
     decode_head=dict(
-        type='SCRHead', l2_weight=1.0, lpips_weight=2.0, lpips_net='vgg',
+        type='SCRHead', pretrained=_base_.sd21_base_path, l2_weight=1.0, lpips_weight=2.0, lpips_net='vgg',
         lpips_weights='checkpoints/lpips_vgg.safetensors'),
     alignment_loss=dict(type='CrossAttentionAlignmentLoss', mode='mse', loss_weight=1.0))

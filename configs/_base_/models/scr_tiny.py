@@ -7,17 +7,17 @@ model = dict(
     type='SemanticConstrainedRestorer',
     # training batches degraded on the fly (LQ input, HQ target); val/test batches with a fixed seed per image
     data_preprocessor=dict(_base_.degradation_preprocessor, degrade='test'),
-    prompt_source=dict(type='FixedTextPrompt', text=''),
     # gt_class_prompt: set by the config that picks the dataset (the class names of its labels)
     backbone=dict(
         type='SCRBackbone',
         vae=_base_.tiny_sd.vae,
         unet=_base_.tiny_sd.unet,
         text_encoder=_base_.tiny_sd.text_encoder,
+        prompt_source=dict(type='FixedTextPrompt', text=''),
         timestep=999,
         latent_mode='mode',
         lora_rank=4,
         attention_strides=(16, 32)),
     # No LPIPS weights exist offline and a random LPIPS network is no perceptual loss: L2 only here.
-    decode_head=dict(type='SCRHead', l2_weight=1.0, lpips_weight=0.0),
+    decode_head=dict(type='SCRHead', vae=_base_.tiny_sd.vae, l2_weight=1.0, lpips_weight=0.0),
     alignment_loss=dict(type='CrossAttentionAlignmentLoss', mode='mse', loss_weight=1.0))

@@ -1,4 +1,5 @@
 from .rass_backbone import RASSBackbone
 from .scr_backbone import SCRBackbone
+from .stable_diffusion_backbone import StableDiffusionBackbone
 
-__all__ = ['RASSBackbone', 'SCRBackbone']
+__all__ = ['RASSBackbone', 'SCRBackbone', 'StableDiffusionBackbone']

@@ -1,9 +1,9 @@
 """The SCR backbone: Stable Diffusion as a one-step restorer (stage 1 of RASS, after OSEDiff).
 
-LQ image in [-1, 1] -> VAE encoder -> latent z_L -> UNet (SCR LoRA, text prompt) at a fixed timestep ->
-one scheduler step to the predicted clean latent z_H. The VAE decoder (kept here, unlike in
-:class:`RASSBackbone`) turns z_H into the restored image in :class:`~rass_mmseg.models.heads.SCRHead`.
-Trainable: the SCR LoRA adapter and ``conv_in``; VAE, text encoder and UNet base weights are frozen.
+LQ image in [-1, 1] -> VAE encoder -> latent z_L -> UNet (SCR LoRA, text prompt) at a fixed timestep t -> the
+clean latent z_H predicted in one step, z_H = (z_L - sqrt(1 - a_t) * eps) / sqrt(a_t) for an epsilon-predicting
+UNet (a_t: the schedule's cumulative alpha product). :class:`~rass_mmseg.models.heads.SCRHead` decodes z_H with its
+VAE decoder. Trainable: the SCR LoRA adapter and ``conv_in``; VAE, text encoder and UNet base weights are frozen.
 """
 import os.path as osp
 from typing import List, Optional, Sequence
@@ -15,12 +15,9 @@ from torch import Tensor
 
 from ..utils.cross_attention_capture import (CrossAttentionStore, cross_attention_layers_at_strides,
                                              install_cross_attention_capture)
-from ..utils.lora import DEFAULT_LORA_TARGETS
-from .rass_backbone import RASSBackbone
+from .stable_diffusion_backbone import StableDiffusionBackbone
 
-__all__ = ['SCRBackbone']
-
-SCR_ADAPTER = 'scr'
+__all__ = ['SCRBackbone', 'SD21_BASE_SCHEDULER']
 
 #: DDPM schedule of Stable Diffusion 2.1-base (its ``scheduler/scheduler_config.json``).
 SD21_BASE_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
@@ -29,7 +26,7 @@ SD21_BASE_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_en
 
 
 @MODELS.register_module()
-class SCRBackbone(RASSBackbone):
+class SCRBackbone(StableDiffusionBackbone):
     """One-step Stable Diffusion restorer with an SCR LoRA adapter and cross-attention capture.
 
     RASS.md describes the SCR LoRA as three adapters (down blocks + conv_in, up blocks, the rest) of the
@@ -37,62 +34,36 @@ class SCRBackbone(RASSBackbone):
     and that is what is trained and exported here.
 
     Args:
-        pretrained: Local diffusers Stable Diffusion folder; its ``scheduler/`` is read too.
-        vae: ``AutoencoderKL`` keyword arguments for random initialisation.
-        unet: ``UNet2DConditionModel`` keyword arguments for random initialisation.
-        text_encoder: ``CLIPTextConfig`` keyword arguments for random initialisation.
-        tokenizer: Options of the offline tokenizer used without ``pretrained``.
-        scheduler: ``DDPMScheduler`` keyword arguments; defaults to ``pretrained/scheduler`` or Stable
-            Diffusion 2.1-base's schedule.
+        scheduler: ``DDPMScheduler`` keyword arguments (only its noise schedule and ``prediction_type`` are used);
+            defaults to ``pretrained/scheduler`` or Stable Diffusion 2.1-base's schedule.
         timestep: The UNet's timestep; 999 as in OSEDiff.
-        latent_mode: ``'mode'`` or ``'sample'`` of the VAE posterior (see :class:`RASSBackbone`).
-        lora_rank: Rank of the SCR LoRA.
-        lora_alpha: LoRA scaling numerator; defaults to ``lora_rank``.
-        lora_targets: Module-name suffixes that get LoRA.
-        merge_adapters: peft adapter folders merged into the UNet first.
-        train_conv_in: Also train the UNet's ``conv_in``.
-        gradient_checkpointing: Recompute UNet activations in the backward pass.
-        attention: ``'sdpa'`` or ``'eager'`` for the layers that are not captured.
-        attention_strides: Pixel strides of the cross-attention maps captured for the alignment loss
-            (16 and 32: the 32x32 and 16x16 maps of a 512x512 input); empty to capture nothing.
-        deploy: Build without LoRA layers, for a checkpoint whose SCR LoRA was merged.
-        save_frozen_weights: Whether checkpoints hold the frozen weights (see :class:`RASSBackbone`).
-        init_cfg: mmengine init config.
+        attention_strides: Pixel strides of the cross-attention maps captured for the alignment loss (16 and 32:
+            the 32x32 and 16x16 maps of a 512x512 input); empty to capture nothing.
+        **kwargs: Everything else of :class:`StableDiffusionBackbone`.
     """
 
-    adapter_name = SCR_ADAPTER
-    keeps_vae_decoder = True
-    taps_features = False
+    adapter_name = 'scr'
 
     def __init__(self,
-                 pretrained: Optional[str] = None,
-                 vae: Optional[dict] = None,
-                 unet: Optional[dict] = None,
-                 text_encoder: Optional[dict] = None,
-                 tokenizer: Optional[dict] = None,
                  scheduler: Optional[dict] = None,
                  timestep: int = 999,
-                 latent_mode: str = 'mode',
-                 lora_rank: int = 4,
-                 lora_alpha: Optional[float] = None,
-                 lora_targets: Sequence[str] = DEFAULT_LORA_TARGETS,
-                 merge_adapters: Sequence[str] = (),
-                 train_conv_in: bool = True,
-                 gradient_checkpointing: bool = False,
-                 attention: str = 'sdpa',
                  attention_strides: Sequence[int] = (16, 32),
-                 deploy: bool = False,
-                 save_frozen_weights: Optional[bool] = None,
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(pretrained=pretrained, vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer,
-                         timestep=timestep, latent_mode=latent_mode, lora_rank=lora_rank, lora_alpha=lora_alpha,
-                         lora_targets=lora_targets, merge_adapters=merge_adapters, train_conv_in=train_conv_in,
-                         gradient_checkpointing=gradient_checkpointing, attention=attention, deploy=deploy,
-                         save_frozen_weights=save_frozen_weights, init_cfg=init_cfg)
-        self.scheduler = self._build_scheduler(pretrained, scheduler)
-        num_steps = self.scheduler.config.num_train_timesteps
+                 **kwargs) -> None:
+        super().__init__(timestep=timestep, **kwargs)
+        with torch.device('cpu'):  # plain numbers, also when the model is built on the meta device
+            schedule = self._build_scheduler(self.pretrained, scheduler)
+        num_steps = schedule.config.num_train_timesteps
         if not 0 <= timestep < num_steps:
             raise ValueError(f'SCRBackbone timestep={timestep} must lie in [0, {num_steps})')
+        self.prediction_type = schedule.config.prediction_type
+        if self.prediction_type not in ('epsilon', 'v_prediction', 'sample'):
+            raise ValueError(f'SCRBackbone: scheduler prediction_type {self.prediction_type!r} is not supported '
+                             "(use 'epsilon', 'v_prediction' or 'sample')")
+        if schedule.config.get('thresholding', False):
+            raise ValueError('SCRBackbone: scheduler thresholding is not supported for one-step restoration')
+        self.clip_sample_range = schedule.config.clip_sample_range if schedule.config.clip_sample else None
+        alpha_prod = float(schedule.alphas_cumprod[timestep])
+        self.sqrt_alpha_prod, self.sqrt_one_minus_alpha_prod = alpha_prod**0.5, (1 - alpha_prod)**0.5
         self.capture_layers: List[str] = []
         self.attention_store: Optional[CrossAttentionStore] = None
         if attention_strides:
@@ -111,36 +82,40 @@ class SCRBackbone(RASSBackbone):
             return DDPMScheduler.from_pretrained(pretrained, subfolder='scheduler', local_files_only=True)
         return DDPMScheduler(**SD21_BASE_SCHEDULER)
 
-    def forward(self, images: Tensor, encoder_hidden_states: Tensor, encoder_attention_mask: Optional[Tensor] = None,
-                capture_attention: bool = False) -> Tensor:
-        """Predict the clean latent of ``images`` in one step.
+    def predict_clean_latents(self, noisy: Tensor, prediction: Tensor) -> Tensor:
+        """The clean latent x0 that the UNet's ``prediction`` at ``timestep`` implies for ``noisy`` latents."""
+        if self.prediction_type == 'epsilon':
+            clean = (noisy - self.sqrt_one_minus_alpha_prod * prediction) / self.sqrt_alpha_prod
+        elif self.prediction_type == 'v_prediction':
+            clean = self.sqrt_alpha_prod * noisy - self.sqrt_one_minus_alpha_prod * prediction
+        else:
+            clean = prediction
+        if self.clip_sample_range is not None:
+            clean = clean.clamp(-self.clip_sample_range, self.clip_sample_range)
+        return clean
+
+    def forward(self, inputs: Tensor, encoder_hidden_states: Optional[Tensor] = None,
+                encoder_attention_mask: Optional[Tensor] = None, capture_attention: bool = False) -> Tensor:
+        """Predict the clean latent of ``inputs`` in one step.
 
         Args:
-            images: (N, 3, H, W) in [-1, 1]; padded (replicate) to a multiple of ``size_divisor``.
-            encoder_hidden_states: Prompt embeddings (N, L, D) or (1, L, D).
+            inputs: (N, 3, H, W) in [-1, 1]; padded (replicate) to a multiple of ``size_divisor``.
+            encoder_hidden_states: Prompt embeddings (N, L, D) or (1, L, D); None uses ``prompt_source``'s.
             encoder_attention_mask: (N, L), 1 for real tokens and 0 for padding, when prompts of a batch
                 have different lengths.
             capture_attention: Record the cross-attention maps of ``capture_layers`` in
                 ``attention_store`` (read them with ``attention_store.stop()``).
 
         Returns:
-            Scaled clean latents (N, 4, H' / 8, W' / 8) of the padded size H' x W'.
+            Scaled clean latents (N, C, H' / 8, W' / 8) of the padded size H' x W'.
         """
-        images = self._check_and_pad(images)
-        if encoder_hidden_states.shape[0] == 1 and images.shape[0] > 1:
-            encoder_hidden_states = encoder_hidden_states.expand(images.shape[0], -1, -1)
-        with torch.no_grad():
-            latents = self.encode_latents(images.to(self.vae.dtype))
-        dtype = self.unet.dtype
-        latents = latents.to(dtype)
+        images = self.check_and_pad(inputs)
+        conditioning = self._conditioning(images.shape[0], encoder_hidden_states, images.device)
+        latents = self.encode_latents(images).to(self.unet.dtype)
         if capture_attention:
             if self.attention_store is None:
                 raise ValueError('SCRBackbone: capture_attention needs attention_strides')
             self.attention_store.start(tuple(latents.shape[-2:]))
-        timesteps = torch.full((images.shape[0], ), self.timestep, device=images.device, dtype=torch.long)
-        prediction = self.unet(latents, timesteps, encoder_hidden_states=encoder_hidden_states.to(dtype),
-                               encoder_attention_mask=encoder_attention_mask).sample
-        # pred_original_sample is the deterministic part of the step; the noise the DDPM step adds for
-        # prev_sample is not used (a one-step restorer goes straight to t = 0).
-        generator = torch.Generator(device=latents.device).manual_seed(0)
-        return self.scheduler.step(prediction, self.timestep, latents, generator=generator).pred_original_sample
+        prediction = self.unet(latents, self.timesteps(images.shape[0], images.device),
+                               encoder_hidden_states=conditioning, encoder_attention_mask=encoder_attention_mask).sample
+        return self.predict_clean_latents(latents, prediction)

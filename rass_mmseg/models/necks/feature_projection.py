@@ -5,7 +5,7 @@ GroupNorm and a projected shortcut), and the projected features of one stride ar
 Diffusion 2.1-base taps (strides 4, 8, 32, 16, 8, 8) this gives res2 = VAE #1, res3 = VAE #3 + UNet up #2
 + UNet up #3, res4 = UNet up #1 and res5 = UNet up #0, ``out_channels`` each.
 """
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple, Union
 
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
@@ -49,7 +49,8 @@ class FeatureProjection(BaseModule):
         in_strides: Stride of each backbone feature, e.g. [4, 8, 32, 16, 8, 8].
         out_strides: Strides of the outputs, smallest first (res2..res5 = 4, 8, 16, 32). Every output
             stride needs at least one input at that stride, and every input stride must be an output stride.
-        out_channels: Channels of each output.
+        out_channels: Channels of the outputs: one number for all, or one per output stride (e.g. the
+            ``in_channels`` of an mmseg head written for a ResNet or MiT backbone, so that head needs no change).
         bottleneck_channels: Inner channels of each bottleneck block.
         norm_cfg: mmcv norm config of the blocks.
         init_cfg: mmengine init config.
@@ -59,7 +60,7 @@ class FeatureProjection(BaseModule):
                  in_channels: Sequence[int],
                  in_strides: Sequence[int],
                  out_strides: Sequence[int] = (4, 8, 16, 32),
-                 out_channels: int = 512,
+                 out_channels: Union[int, Sequence[int]] = 512,
                  bottleneck_channels: int = 128,
                  norm_cfg: dict = dict(type='GN', num_groups=32, requires_grad=True),
                  init_cfg: dict = dict(type='Kaiming', layer='Conv2d', a=1, mode='fan_in',
@@ -74,12 +75,22 @@ class FeatureProjection(BaseModule):
             raise ValueError(f'FeatureProjection: in_strides {list(in_strides)} and out_strides {list(out_strides)} '
                              f'must cover each other (inputs at no output stride: {unknown}; outputs with no input: '
                              f'{empty})')
+        if isinstance(out_channels, int):
+            out_channels_per_level = [out_channels] * len(out_strides)
+        else:
+            out_channels_per_level = list(out_channels)
+            if len(out_channels_per_level) != len(out_strides):
+                raise ValueError(f'FeatureProjection: out_channels {out_channels_per_level} must give one number per '
+                                 f'out_stride {list(out_strides)}')
         self.in_channels = list(in_channels)
         self.in_strides = list(in_strides)
         self.out_strides = list(out_strides)
         self.out_channels = out_channels
+        self.out_channels_per_level = out_channels_per_level
+        level_of_stride = {s: i for i, s in enumerate(out_strides)}
         self.blocks = nn.ModuleList(
-            BottleneckResidualBlock(c, bottleneck_channels, out_channels, norm_cfg) for c in in_channels)
+            BottleneckResidualBlock(c, bottleneck_channels, out_channels_per_level[level_of_stride[s]], norm_cfg)
+            for c, s in zip(in_channels, in_strides))
         self.groups: Dict[int, List[int]] = {s: [i for i, t in enumerate(in_strides) if t == s] for s in out_strides}
 
     def forward(self, features: Sequence[Tensor]) -> Tuple[Tensor, ...]:
@@ -89,7 +100,7 @@ class FeatureProjection(BaseModule):
             features: Backbone features in the order of ``in_channels``.
 
         Returns:
-            One tensor per output stride, (N, out_channels, H_s, W_s), where H_s is the size of the first
+            One tensor per output stride, (N, C_s, H_s, W_s) with C_s its ``out_channels``, where H_s is the size of the first
             input of that stride (the others are resized to it bilinearly when they differ).
         """
         if len(features) != len(self.blocks):

@@ -1,12 +1,12 @@
 """A prompt source made of a dataset's class names."""
 from typing import List, Optional, Sequence
 
-from mmseg.registry import DATASETS, MODELS
+from mmseg.registry import DATASETS, TASK_UTILS
 
 __all__ = ['ClassNamesPrompt']
 
 
-@MODELS.register_module()
+@TASK_UTILS.register_module()
 class ClassNamesPrompt:
     """The class names of a dataset, one phrase each (joined by commas when encoded).
 

@@ -1,12 +1,12 @@
 """A prompt source that always gives the same text."""
 from typing import List
 
-from mmseg.registry import MODELS
+from mmseg.registry import TASK_UTILS
 
 __all__ = ['FixedTextPrompt']
 
 
-@MODELS.register_module()
+@TASK_UTILS.register_module()
 class FixedTextPrompt:
     """One fixed prompt for every image (an empty text gives Stable Diffusion's unconditional prompt).
 

@@ -1,6 +1,6 @@
-"""The RASS segmentor: an mmseg EncoderDecoder whose backbone is conditioned on a cached text prompt."""
+"""The RASS segmentor: mmseg's EncoderDecoder plus what it cannot do for a RASS backbone and any head."""
 import inspect
-from typing import List, Optional
+from typing import Optional
 
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
@@ -12,18 +12,20 @@ __all__ = ['RASSEncoderDecoder']
 
 @MODELS.register_module()
 class RASSEncoderDecoder(EncoderDecoder):
-    """EncoderDecoder for :class:`~rass_mmseg.models.backbones.RASSBackbone` with any mmseg decode head.
+    """mmseg's ``EncoderDecoder`` for :class:`~rass_mmseg.models.backbones.RASSBackbone` with any mmseg decode head.
 
-    The prompt phrases come from ``prompt_source`` and are encoded once by the backbone's frozen text
-    encoder; the embeddings are cached and broadcast to every batch, so inference costs nothing for text.
-    The cache is dropped whenever a state dict is loaded. Everything else (``loss``, ``predict``,
-    ``_forward``, whole/slide inference from ``test_cfg``) is mmseg's ``EncoderDecoder``.
+    The backbone owns its prompt, so mmseg's plain ``EncoderDecoder`` runs it too; this subclass adds:
+
+    - a one-line error at build time when the decode head's ``in_channels`` do not fit the neck's outputs;
+    - ``mode='tensor'`` (``_forward``) for heads whose ``forward`` needs data samples (``Mask2FormerHead``): it
+      returns their semantic logits instead of failing;
+    - one-line errors for the keys that belong to the backbone (``pretrained``, ``prompt_source``).
+
+    Everything else (``loss``, ``predict``, whole/slide inference from ``test_cfg``) is mmseg's ``EncoderDecoder``.
 
     Args:
-        backbone: Config of a backbone whose ``forward(images, encoder_hidden_states)`` returns features
-            and which has ``encode_prompt(phrases)`` (``RASSBackbone``).
+        backbone: Config of a backbone (``RASSBackbone``).
         decode_head: Config of any mmseg decode head.
-        prompt_source: Config of a prompt source (``FixedTextPrompt``, ``ClassNamesPrompt``).
         neck: Optional neck config, e.g. ``FeatureProjection``.
         auxiliary_head: Optional auxiliary head config(s).
         train_cfg: Training config.
@@ -36,24 +38,27 @@ class RASSEncoderDecoder(EncoderDecoder):
     def __init__(self,
                  backbone: ConfigType,
                  decode_head: ConfigType,
-                 prompt_source: ConfigType = dict(type='FixedTextPrompt', text=''),
                  neck: OptConfigType = None,
                  auxiliary_head: OptConfigType = None,
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
                  pretrained: Optional[str] = None,
-                 init_cfg: OptMultiConfig = None) -> None:
+                 init_cfg: OptMultiConfig = None,
+                 **kwargs) -> None:
         if pretrained is not None:
             raise ValueError("RASSEncoderDecoder: set the Stable Diffusion folder as backbone.pretrained, "
                              "not model.pretrained")
+        if 'prompt_source' in kwargs:
+            raise ValueError('RASSEncoderDecoder: prompt_source is a key of model.backbone now; move '
+                             'model.prompt_source to model.backbone.prompt_source')
+        if kwargs:
+            raise TypeError(f'RASSEncoderDecoder got unexpected arguments {sorted(kwargs)}')
         super().__init__(backbone=backbone, decode_head=decode_head, neck=neck, auxiliary_head=auxiliary_head,
                          train_cfg=train_cfg, test_cfg=test_cfg, data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
         self._check_head_channels()
-        self.prompt_source = MODELS.build(prompt_source)
-        self._prompt_embeddings: Optional[Tensor] = None
-        self.register_load_state_dict_post_hook(RASSEncoderDecoder._drop_prompt_cache)
+        self._head_needs_samples = 'batch_data_samples' in inspect.signature(self.decode_head.forward).parameters
 
     def _check_head_channels(self) -> None:
         """One-line error at build time when an mmseg decode head's in_channels do not fit the features."""
@@ -61,7 +66,7 @@ class RASSEncoderDecoder(EncoderDecoder):
         if not (hasattr(head, 'in_channels') and hasattr(head, 'in_index')):
             return  # heads that are not mmseg BaseDecodeHeads (e.g. Mask2Former) check their own inputs
         if self.with_neck and hasattr(self.neck, 'out_strides'):
-            available = [self.neck.out_channels] * len(self.neck.out_strides)
+            available = list(self.neck.out_channels_per_level)
         elif not self.with_neck and hasattr(self.backbone, 'feature_channels'):
             available = list(self.backbone.feature_channels)
         else:
@@ -78,28 +83,10 @@ class RASSEncoderDecoder(EncoderDecoder):
                              f'{"neck" if self.with_neck else "backbone"} outputs, which have channels {available}; '
                              f'expected in_channels={got if len(got) > 1 else got[0]}')
 
-    @staticmethod
-    def _drop_prompt_cache(module: 'RASSEncoderDecoder', incompatible_keys) -> None:
-        module._prompt_embeddings = None
-
-    def prompt_embeddings(self) -> Tensor:
-        """Text embeddings of the prompt, (1, L, D), computed on first use and cached."""
-        if self._prompt_embeddings is None:
-            self._prompt_embeddings = self.backbone.encode_prompt(self.prompt_source.phrases()).embeddings
-        return self._prompt_embeddings
-
-    def extract_feat(self, inputs: Tensor) -> List[Tensor]:
-        """Backbone features of ``inputs`` (N, 3, H, W) in [-1, 1], through the neck when there is one."""
-        embeddings = self.prompt_embeddings().to(inputs.device)
-        x = self.backbone(inputs, embeddings)
-        if self.with_neck:
-            x = self.neck(x)
-        return x
-
     def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> Tensor:
         """Raw head output (``mode='tensor'``); semantic logits for heads that need data samples."""
         x = self.extract_feat(inputs)
-        if 'batch_data_samples' not in inspect.signature(self.decode_head.forward).parameters:
+        if not self._head_needs_samples:
             return self.decode_head.forward(x)
         if data_samples:
             batch_img_metas = [sample.metainfo for sample in data_samples]

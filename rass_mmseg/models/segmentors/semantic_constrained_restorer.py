@@ -1,15 +1,26 @@
 """SCR, stage 1 of RASS: a semantics-aware one-step restorer driven by mmseg's Runner, datasets and tools."""
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.structures import PixelData
 from mmseg.models.segmentors.base import BaseSegmentor
-from mmseg.registry import MODELS
+from mmseg.registry import MODELS, TASK_UTILS
 from mmseg.structures import SegDataSample
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
 from torch import Tensor
 
 __all__ = ['SemanticConstrainedRestorer']
+
+#: Where the VAE decoder lived in checkpoints written before the SCR head owned it.
+_MOVED_DECODER_KEYS = {'backbone.vae.decoder.': 'decode_head.vae.decoder.',
+                       'backbone.vae.post_quant_conv.': 'decode_head.vae.post_quant_conv.'}
+
+
+def _move_decoder_keys(module: 'SemanticConstrainedRestorer', state_dict: dict, prefix: str, *args) -> None:
+    """Load pre-hook: read checkpoints that kept the decoder under the backbone."""
+    for old, new in _MOVED_DECODER_KEYS.items():
+        for key in [k for k in state_dict if k.startswith(prefix + old)]:
+            state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
 
 
 @MODELS.register_module()
@@ -20,18 +31,19 @@ class SemanticConstrainedRestorer(BaseSegmentor):
     (``keep_hq=True``): ``inputs`` is the degraded batch, ``data_sample.gt_hq_img`` the clean target. The
     losses are the head's restoration loss and, with ``alignment_loss`` and ``gt_class_prompt``, the
     cross-attention alignment loss L_SCL: each training image then gets its own prompt listing the classes of
-    its ground truth, whose tokens are mapped back to the class indices for the loss. Inference uses
+    its ground truth, whose tokens are mapped back to the class indices for the loss. Inference uses the backbone's
     ``prompt_source`` (the ground truth is never read). ``predict`` stores the restored image as
     ``data_sample.restored_img`` (``PixelData``, float RGB in [0, 1], padded like ``gt_hq_img``), which
     :class:`~rass_mmseg.evaluation.RestorationMetric` and the side-by-side visualizer read.
 
     Args:
-        backbone: Config of :class:`~rass_mmseg.models.backbones.SCRBackbone`.
+        backbone: Config of :class:`~rass_mmseg.models.backbones.SCRBackbone` (with the inference
+            ``prompt_source``).
         decode_head: Config of :class:`~rass_mmseg.models.heads.SCRHead`.
         alignment_loss: Config of :class:`~rass_mmseg.models.losses.CrossAttentionAlignmentLoss`, or None.
-        prompt_source: Prompt at inference (and in training without ``gt_class_prompt``).
-        gt_class_prompt: A ``ClassNamesPrompt`` config whose classes are indexed by the ground-truth labels
-            (its template formats each name); None trains with ``prompt_source`` and no alignment loss.
+        gt_class_prompt: A ``ClassNamesPrompt`` config (``TASK_UTILS``) whose classes are indexed by the
+            ground-truth labels (its template formats each name); None trains with the backbone's prompt and no
+            alignment loss.
         ignore_index: Label of unannotated pixels.
         data_preprocessor: Data preprocessor config (the degradation preprocessor).
         train_cfg: Unused; kept for mmseg's config layout.
@@ -43,18 +55,22 @@ class SemanticConstrainedRestorer(BaseSegmentor):
                  backbone: ConfigType,
                  decode_head: ConfigType,
                  alignment_loss: OptConfigType = None,
-                 prompt_source: ConfigType = dict(type='FixedTextPrompt', text=''),
                  gt_class_prompt: OptConfigType = None,
                  ignore_index: int = 255,
                  data_preprocessor: OptConfigType = None,
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
-                 init_cfg: OptMultiConfig = None) -> None:
+                 init_cfg: OptMultiConfig = None,
+                 **kwargs) -> None:
+        if 'prompt_source' in kwargs:
+            raise ValueError('SemanticConstrainedRestorer: prompt_source is a key of model.backbone now; move '
+                             'model.prompt_source to model.backbone.prompt_source')
+        if kwargs:
+            raise TypeError(f'SemanticConstrainedRestorer got unexpected arguments {sorted(kwargs)}')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
         self.decode_head = MODELS.build(decode_head)
-        self.prompt_source = MODELS.build(prompt_source)
-        self.gt_class_prompt = MODELS.build(gt_class_prompt) if gt_class_prompt is not None else None
+        self.gt_class_prompt = TASK_UTILS.build(gt_class_prompt) if gt_class_prompt is not None else None
         self.alignment_loss = MODELS.build(alignment_loss) if alignment_loss is not None else None
         if self.alignment_loss is not None and self.gt_class_prompt is None:
             raise ValueError('SemanticConstrainedRestorer: alignment_loss needs gt_class_prompt (the class names '
@@ -63,63 +79,39 @@ class SemanticConstrainedRestorer(BaseSegmentor):
             raise ValueError('SemanticConstrainedRestorer: alignment_loss needs backbone.attention_strides')
         self.ignore_index = ignore_index
         self.train_cfg, self.test_cfg = train_cfg, test_cfg
-        self._prompt_cache: Dict[Tuple[str, ...], object] = {}
-        self.register_load_state_dict_post_hook(SemanticConstrainedRestorer._drop_prompt_cache)
+        self.register_load_state_dict_pre_hook(_move_decoder_keys)
 
-    @staticmethod
-    def _drop_prompt_cache(module: 'SemanticConstrainedRestorer', incompatible_keys) -> None:
-        module._prompt_cache = {}
-
-    def _encode(self, phrases: Sequence[str]):
-        """PromptEncoding of ``phrases``, cached (the text encoder is frozen)."""
-        key = tuple(phrases)
-        if key not in self._prompt_cache:
-            if len(self._prompt_cache) >= 4096:
-                self._prompt_cache.clear()
-            self._prompt_cache[key] = self.backbone.encode_prompt(list(phrases))
-        return self._prompt_cache[key]
-
-    def _gt_class_prompts(self, gt: Tensor) -> Tuple[Tensor, Optional[Tensor], List[Dict[int, List[int]]]]:
+    def _gt_class_prompts(self, gt: Tensor):
         """Per-image prompts of the classes present in ``gt`` (N, H, W).
 
         Returns:
-            Embeddings (N, L, D) padded to the longest prompt, the (N, L) attention mask (None when no
-            padding was needed) and, per image, class index -> token positions.
+            Embeddings (N, L, D) padded to the longest prompt, the (N, L) attention mask (None when no padding
+            was needed) and, per image, class index -> token positions.
         """
         names = self.gt_class_prompt.phrases()
-        encodings, token_maps = [], []
+        present_per_image: List[List[int]] = []
         for labels in gt:
             present = [int(c) for c in torch.unique(labels).tolist() if c != self.ignore_index]
             unknown = [c for c in present if not 0 <= c < len(names)]
             if unknown:
                 raise ValueError(f'SemanticConstrainedRestorer: label {unknown[0]} has no name in gt_class_prompt '
                                  f'({len(names)} classes); check the dataset and ignore_index')
-            encoding = self._encode([names[c] for c in present] or [''])
-            encodings.append(encoding.embeddings)
-            token_maps.append({c: encoding.phrase_token_positions[i] for i, c in enumerate(present)})
-        longest = max(e.shape[1] for e in encodings)
-        if all(e.shape[1] == longest for e in encodings):
-            return torch.cat(encodings), None, token_maps
-        embeddings = encodings[0].new_zeros(len(encodings), longest, encodings[0].shape[-1])
-        mask = embeddings.new_zeros(len(encodings), longest)
-        for index, e in enumerate(encodings):
-            embeddings[index, :e.shape[1]] = e[0]
-            mask[index, :e.shape[1]] = 1
+            present_per_image.append(present)
+        embeddings, mask, positions = self.backbone.prompt_encoder.encode_batch(
+            [[names[c] for c in present] or [''] for present in present_per_image])
+        token_maps: List[Dict[int, List[int]]] = [
+            {c: image_positions[i] for i, c in enumerate(present)}
+            for present, image_positions in zip(present_per_image, positions)]
         return embeddings, mask, token_maps
-
-    def prompt_embeddings(self) -> Tensor:
-        """Inference prompt embeddings (1, L, D) from ``prompt_source``."""
-        return self._encode(self.prompt_source.phrases()).embeddings
 
     def extract_feat(self, inputs: Tensor) -> Tensor:
         """Clean latents of ``inputs`` (N, 3, H, W) in [-1, 1] with the inference prompt."""
-        return self.backbone(inputs, self.prompt_embeddings().to(inputs.device))
+        return self.backbone(inputs)
 
     def restore(self, inputs: Tensor) -> Tensor:
         """Restored images (N, 3, H, W), RGB in [0, 1], of a batch normalised by this model's preprocessor."""
         height, width = inputs.shape[-2:]
-        restored = self.decode_head.predict(self.extract_feat(inputs), self.backbone.vae)
-        return restored[..., :height, :width]
+        return self.decode_head.predict(self.extract_feat(inputs))[..., :height, :width]
 
     def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
         """Restored images of ``inputs`` (mmseg's name for the model's full forward)."""
@@ -136,19 +128,18 @@ class SemanticConstrainedRestorer(BaseSegmentor):
                              'DegradationDataPreProcessor with keep_hq=True')
         target = torch.stack([sample.gt_hq_img.data for sample in data_samples]).to(inputs.device)
         height, width = inputs.shape[-2:]
-        mask, token_maps = None, None
+        embeddings, mask, token_maps = None, None, None
         if self.gt_class_prompt is not None:
             gt = torch.stack([sample.gt_sem_seg.data[0] for sample in data_samples])
             embeddings, mask, token_maps = self._gt_class_prompts(gt)
-        else:
-            embeddings = self.prompt_embeddings()
+            embeddings = embeddings.to(inputs.device)
+            mask = mask.to(inputs.device) if mask is not None else None
         capture = self.alignment_loss is not None
         try:
-            latents = self.backbone(inputs, embeddings.to(inputs.device), encoder_attention_mask=mask,
-                                    capture_attention=capture)
+            latents = self.backbone(inputs, embeddings, encoder_attention_mask=mask, capture_attention=capture)
         finally:
             maps = self.backbone.attention_store.stop() if capture else {}
-        restored = self.decode_head(latents, self.backbone.vae)[..., :height, :width]
+        restored = self.decode_head(latents)[..., :height, :width]
         losses = self.decode_head.loss(restored, target[..., :height, :width])
         if capture:
             losses[self.alignment_loss.loss_name] = self.alignment_loss(maps, token_maps, gt.to(inputs.device))

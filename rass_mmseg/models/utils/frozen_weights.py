@@ -17,7 +17,7 @@ What is saved and loaded goes through ``state_dict`` and ``load_state_dict`` onl
 every tool that uses it need no change.
 """
 import hashlib
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor, nn
@@ -63,46 +63,51 @@ def _decode(tensor: Tensor) -> str:
     return bytes(tensor.to(torch.uint8).cpu().tolist()).decode(errors='replace')
 
 
-def leave_frozen_weights_out_of_checkpoints(module: nn.Module, frozen_keys: Callable[[], Iterable[str]],
-                                            describe: Callable[[], str]) -> None:
+def _frozen_state(module: nn.Module) -> Dict[str, Tensor]:
+    state = persistent_state(module)
+    return {key: state[key] for key in module.frozen_state_keys()}
+
+
+def _drop_frozen(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    frozen = _frozen_state(module)
+    for key in frozen:
+        state_dict.pop(prefix + key, None)
+    state_dict[prefix + FINGERPRINT_KEY] = _encode(fingerprint_tensors(frozen))
+
+
+def _check_fingerprint(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict, strict: bool,
+                       missing_keys: List[str], unexpected_keys: List[str], error_msgs: List[str]) -> None:
+    saved: Optional[Tensor] = state_dict.pop(prefix + FINGERPRINT_KEY, None)
+    if saved is None:
+        return
+    expected, actual = _decode(saved), fingerprint_tensors(_frozen_state(module))
+    if expected != actual:
+        raise ValueError(f'{type(module).__name__}: the checkpoint was trained on other frozen weights than this '
+                         f'model was built from ({module.frozen_weights_source()}): fingerprint {expected}, this '
+                         f'model {actual}; build it from the weights and adapters it was trained with')
+    module._frozen_weights_slim_load = prefix
+
+
+def _forgive_missing_frozen(module: nn.Module, incompatible_keys) -> None:
+    prefix = module.__dict__.pop('_frozen_weights_slim_load', None)
+    if prefix is None:
+        return
+    frozen = {prefix + key for key in module.frozen_state_keys()}
+    incompatible_keys.missing_keys[:] = [key for key in incompatible_keys.missing_keys if key not in frozen]
+
+
+def leave_frozen_weights_out_of_checkpoints(module: nn.Module) -> None:
     """Register the state-dict hooks described in the module docstring on ``module``.
 
     Args:
-        module: The module whose frozen weights are rebuilt at construction.
-        frozen_keys: Returns the keys (relative to ``module``) of the frozen tensors, at call time.
-        describe: Returns what the frozen weights were built from, for the error message (e.g. the
-            ``pretrained`` folder and merged adapters).
+        module: A module with ``frozen_state_keys()`` (the keys, relative to it, of the tensors rebuilt at
+            construction) and ``frozen_weights_source()`` (what they are built from, for the error message). The
+            hooks are plain functions of the module they are called with, so copies of the module keep working.
     """
-    pending: Dict[str, bool] = {}
-
-    def frozen_state() -> Dict[str, Tensor]:
-        state = persistent_state(module)
-        return {key: state[key] for key in frozen_keys()}
-
-    def drop_frozen(mod: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
-        frozen = frozen_state()
-        for key in frozen:
-            state_dict.pop(prefix + key, None)
-        state_dict[prefix + FINGERPRINT_KEY] = _encode(fingerprint_tensors(frozen))
-
-    def check_fingerprint(mod: nn.Module, state_dict: dict, prefix: str, local_metadata: dict, strict: bool,
-                          missing_keys: List[str], unexpected_keys: List[str], error_msgs: List[str]) -> None:
-        saved: Optional[Tensor] = state_dict.pop(prefix + FINGERPRINT_KEY, None)
-        if saved is None:
-            return
-        expected, actual = _decode(saved), fingerprint_tensors(frozen_state())
-        if expected != actual:
-            raise ValueError(f'{type(mod).__name__}: the checkpoint was trained on other frozen weights than this '
-                             f'model was built from ({describe()}): fingerprint {expected}, this model {actual}; '
-                             'build it from the Stable Diffusion weights and adapters it was trained with')
-        pending[prefix] = True
-
-    def forgive_missing_frozen(mod: nn.Module, incompatible_keys) -> None:
-        for prefix in list(pending):
-            frozen = {prefix + key for key in frozen_keys()}
-            incompatible_keys.missing_keys[:] = [k for k in incompatible_keys.missing_keys if k not in frozen]
-            del pending[prefix]
-
-    module.register_state_dict_post_hook(drop_frozen)
-    module.register_load_state_dict_pre_hook(check_fingerprint)
-    module.register_load_state_dict_post_hook(forgive_missing_frozen)
+    for method in ('frozen_state_keys', 'frozen_weights_source'):
+        if not callable(getattr(module, method, None)):
+            raise TypeError(f'{type(module).__name__} needs a {method}() method to leave frozen weights out of '
+                            'checkpoints')
+    module.register_state_dict_post_hook(_drop_frozen)
+    module.register_load_state_dict_pre_hook(_check_fingerprint)
+    module.register_load_state_dict_post_hook(_forgive_missing_frozen)

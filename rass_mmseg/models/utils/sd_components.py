@@ -12,7 +12,8 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from tokenizers.pre_tokenizers import ByteLevel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-__all__ = ['build_sd_components', 'build_byte_level_clip_tokenizer', 'PIPELINE_SUBFOLDERS']
+__all__ = ['build_sd_components', 'build_byte_level_clip_tokenizer', 'load_sd_vae', 'without_weights',
+           'PIPELINE_SUBFOLDERS']
 
 #: Subfolders of a diffusers pipeline folder that RASS reads, and the files of which one must exist in each.
 PIPELINE_SUBFOLDERS = {
@@ -42,19 +43,27 @@ def build_byte_level_clip_tokenizer(model_max_length: int = 77) -> CLIPTokenizer
 
 def _check_pipeline_folder(path: str) -> None:
     if not osp.isdir(path):
-        raise FileNotFoundError(f'RASSBackbone pretrained={path!r}: no such folder; expected a local '
+        raise FileNotFoundError(f'Stable Diffusion backbone pretrained={path!r}: no such folder; expected a local '
                                 'diffusers Stable Diffusion folder (e.g. stable-diffusion-2-1-base)')
     for sub, candidates in PIPELINE_SUBFOLDERS.items():
         if not any(osp.isfile(osp.join(path, sub, name)) for name in candidates):
-            raise FileNotFoundError(f'RASSBackbone pretrained={path!r} is incomplete: missing '
+            raise FileNotFoundError(f'Stable Diffusion backbone pretrained={path!r} is incomplete: missing '
                                     f'{" or ".join(osp.join(sub, name) for name in candidates)} (expected a '
                                     f'diffusers pipeline folder with subfolders {", ".join(PIPELINE_SUBFOLDERS)})')
+
+
+def load_sd_vae(path: str) -> AutoencoderKL:
+    """The ``AutoencoderKL`` of a local diffusers Stable Diffusion folder (``path/vae``)."""
+    if not osp.isfile(osp.join(path, 'vae', 'config.json')):
+        raise FileNotFoundError(f'pretrained={path!r}: missing {osp.join(path, "vae", "config.json")} (expected a '
+                                'local diffusers Stable Diffusion folder)')
+    return AutoencoderKL.from_pretrained(path, subfolder='vae', local_files_only=True, use_safetensors=True)
 
 
 def _load_from_folder(path: str) -> Tuple[AutoencoderKL, UNet2DConditionModel, CLIPTextModel, CLIPTokenizer]:
     _check_pipeline_folder(path)
     common = dict(local_files_only=True, use_safetensors=True)
-    vae = AutoencoderKL.from_pretrained(path, subfolder='vae', **common)
+    vae = load_sd_vae(path)
     unet = UNet2DConditionModel.from_pretrained(path, subfolder='unet', **common)
     text_encoder = CLIPTextModel.from_pretrained(path, subfolder='text_encoder', **common)
     tokenizer = CLIPTokenizer.from_pretrained(path, subfolder='tokenizer', local_files_only=True)
@@ -84,15 +93,37 @@ def build_sd_components(
     if pretrained is not None:
         given = [k for k, v in dicts.items() if v is not None] + (['tokenizer'] if tokenizer else [])
         if given:
-            raise ValueError(f'RASSBackbone: give either pretrained (a diffusers folder) or the component '
+            raise ValueError(f'Stable Diffusion backbone: give either pretrained (a diffusers folder) or the component '
                              f'dicts, not both; got pretrained={pretrained!r} and {", ".join(given)}')
         return _load_from_folder(pretrained)
     missing = [k for k, v in dicts.items() if v is None]
     if missing:
-        raise ValueError(f'RASSBackbone: without pretrained, the config dicts {", ".join(missing)} are '
+        raise ValueError(f'Stable Diffusion backbone: without pretrained, the config dicts {", ".join(missing)} are '
                          'required (keyword arguments of the diffusers / transformers classes)')
     text_config = CLIPTextConfig(**text_encoder)
     tokenizer_kwargs = dict(model_max_length=text_config.max_position_embeddings)
     tokenizer_kwargs.update(tokenizer or {})
     return (AutoencoderKL(**vae), UNet2DConditionModel(**unet), CLIPTextModel(text_config),
             build_byte_level_clip_tokenizer(**tokenizer_kwargs))
+
+
+def without_weights(model: dict, vae: dict, unet: dict, text_encoder: dict) -> None:
+    """Point a Stable Diffusion based model config at architecture dicts instead of a weights folder, in place.
+
+    The backbone gets ``vae``/``unet``/``text_encoder`` in place of ``pretrained``, an SCR head the ``vae`` dict,
+    and an LPIPS loss no weights file: the cost and shapes of the paper-size model on a machine without weights.
+
+    Args:
+        model: A model config (``cfg.model``) whose ``backbone`` has ``pretrained``.
+        vae: ``AutoencoderKL`` keyword arguments (e.g. a config's ``sd21_base_vae``).
+        unet: ``UNet2DConditionModel`` keyword arguments.
+        text_encoder: ``CLIPTextConfig`` keyword arguments.
+    """
+    backbone = model['backbone']
+    backbone['pretrained'] = None
+    backbone['vae'], backbone['unet'], backbone['text_encoder'] = vae, unet, text_encoder
+    head = model.get('decode_head')
+    if head is not None and head.get('pretrained'):
+        head['pretrained'], head['vae'] = None, vae
+    if head is not None and head.get('lpips_weights'):
+        head['lpips_weights'] = None

@@ -1,4 +1,4 @@
-"""SCRBackbone: one-step restoration latents, trainable set, decoder kept, prompt padding."""
+"""SCRBackbone: one-step restoration latents, trainable set, prompt padding."""
 import pytest
 import torch
 from mmengine.config import Config
@@ -23,8 +23,8 @@ def test_trainable_set_is_scr_lora_and_conv_in(scr_backbone_cfg):
     trainable = {n for n, p in backbone.named_parameters() if p.requires_grad}
     lora = set(lora_parameter_names(backbone, 'scr'))
     assert lora and trainable == lora | {'unet.conv_in.base_layer.weight', 'unet.conv_in.base_layer.bias'}
-    assert backbone.vae.decoder is not None  # the restorer decodes
-    assert backbone.feature_channels == [] and backbone.capture_layers
+    assert backbone.vae.decoder is None  # the SCR head owns the decoder
+    assert backbone.capture_layers
 
 
 def test_one_step_equals_the_ddpm_x0_formula(scr_backbone_cfg):

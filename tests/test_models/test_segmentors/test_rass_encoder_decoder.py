@@ -17,7 +17,10 @@ def build_model(cfg: Config, num_classes: int = 4, **overrides):
     if model_cfg.decode_head.type == 'Mask2FormerHead':
         model_cfg.decode_head.loss_cls.class_weight = [1.0] * num_classes + [0.1]
     for key, value in overrides.items():
-        model_cfg[key] = value  # replace, not merge (prompt sources have different keys)
+        if key == 'prompt_source':
+            model_cfg.backbone[key] = value  # replace, not merge (prompt sources have different keys)
+        else:
+            model_cfg[key] = value
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
     model.init_weights()
@@ -114,12 +117,12 @@ def test_prompt_embeddings_are_cached_not_encoded_per_image():
 
 def test_long_class_name_prompt_uses_several_windows_and_keeps_every_class():
     model = build_model(head_cfg('SegformerHead'), prompt_source=dict(type='ClassNamesPrompt', dataset='ADE20KDataset'))
-    phrases = model.prompt_source.phrases()
+    phrases = model.backbone.prompt_source.phrases()
     assert len(phrases) == 150 and phrases[0] == 'wall'
     encoding = model.backbone.encode_prompt(phrases)
     assert encoding.num_windows > 1
     assert encoding.embeddings.shape == (1, 77 * encoding.num_windows, 32)
-    assert model.prompt_embeddings().shape == encoding.embeddings.shape
+    assert model.backbone.prompt_embeddings().shape == encoding.embeddings.shape
     tokenizer = model.backbone.tokenizer
     for phrase, positions in zip(phrases, encoding.phrase_token_positions):
         assert positions, phrase
@@ -130,9 +133,13 @@ def test_long_class_name_prompt_uses_several_windows_and_keeps_every_class():
     assert all(p % 77 not in (0, 76) for p in all_positions)  # start/end slots hold no phrase token
 
 
-def test_segmentor_level_pretrained_is_refused(tiny_cfg):
+def test_segmentor_level_backbone_keys_are_refused(tiny_cfg):
     with pytest.raises(ValueError, match='backbone.pretrained'):
         build_model(tiny_cfg, pretrained='sd')
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.model.prompt_source = dict(type='FixedTextPrompt', text='')
+    with pytest.raises(ValueError, match='move model.prompt_source to model.backbone.prompt_source'):
+        MODELS.build(cfg.model)
 
 
 def test_head_channels_that_do_not_fit_the_neck_are_refused(tiny_cfg):

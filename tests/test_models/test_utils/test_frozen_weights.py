@@ -129,7 +129,7 @@ def test_random_init_backbones_keep_their_frozen_weights(tiny_backbone_cfg):
 
 def test_merged_seg_lora_keeps_the_whole_unet(segmentor_cfg):
     model = build(segmentor_cfg)
-    model.backbone.merge_seg_lora()
+    model.backbone.merge_lora()
     state = model.state_dict()
     assert 'backbone.unet.down_blocks.0.resnets.0.conv1.weight' in state
     assert not any(key.startswith('backbone.vae.') for key in state)
