@@ -49,7 +49,7 @@ class SCRBackbone(RASSBackbone):
         lora_rank: Rank of the SCR LoRA.
         lora_alpha: LoRA scaling numerator; defaults to ``lora_rank``.
         lora_targets: Module-name suffixes that get LoRA.
-        merge_adapters: peft adapter folders merged into the UNet first.
+        merge_adapters: Adapter folders (as for ``RASSBackbone``) merged into the UNet first.
         train_conv_in: Also train the UNet's ``conv_in``.
         gradient_checkpointing: Recompute UNet activations in the backward pass.
         attention: ``'sdpa'`` or ``'eager'`` for the layers that are not captured.
