@@ -1,11 +1,13 @@
-"""Export the trained LoRA adapter (SCR or Seg) of a checkpoint as a peft adapter folder.
+"""Export the trained LoRA adapter (SCR or Seg) of a checkpoint as an adapter folder.
 
     python tools/export_adapter.py CONFIG CHECKPOINT OUT_DIR
 
-The folder holds ``adapter_config.json``, ``adapter_model.safetensors`` and, when ``conv_in`` was trained,
-``trained_modules.safetensors``; give it to ``RASSBackbone(merge_adapters=[OUT_DIR])`` (e.g. an SCR adapter
-into a RASS config). The checkpoint is read with ``torch.load(weights_only=True)``; OUT_DIR must be new or
-empty.
+The folder holds ``adapter_config.json`` + ``adapter_model.safetensors`` (peft's layout, for
+``PeftModel.from_pretrained``), ``pytorch_lora_weights.safetensors`` (diffusers' layout, for
+``pipeline.load_lora_weights``), ``rass_adapter.json`` (base-weights fingerprint, trained modules) and, when
+``conv_in`` was trained, ``trained_modules.safetensors``; give it to ``RASSBackbone(merge_adapters=[OUT_DIR])``
+(e.g. an SCR adapter into a RASS config). The checkpoint is read with ``torch.load(weights_only=True)``; OUT_DIR
+must be new or empty.
 """
 import argparse
 import os

@@ -1,4 +1,5 @@
 """SCR end to end: train through tools/train.py, export the adapter, start RASS from the merged weights."""
+import json
 import os.path as osp
 
 import pytest
@@ -30,12 +31,16 @@ def scr_run(tmp_path_factory):
 def test_training_exports_the_adapter_and_the_tool_exports_the_same(scr_run):
     root, work_dir = scr_run
     hook_dir = osp.join(work_dir, 'scr_adapter_iter_2')
-    for name in ('adapter_config.json', 'adapter_model.safetensors', 'trained_modules.safetensors'):
+    for name in ('adapter_config.json', 'adapter_model.safetensors', 'pytorch_lora_weights.safetensors',
+                 'rass_adapter.json', 'trained_modules.safetensors'):
         assert osp.isfile(osp.join(hook_dir, name)), name
         assert osp.isfile(root / 'exported' / name), name
-    for name in ('adapter_model.safetensors', 'trained_modules.safetensors'):
+    for name in ('adapter_model.safetensors', 'pytorch_lora_weights.safetensors', 'trained_modules.safetensors'):
         hook, tool = load_file(osp.join(hook_dir, name)), load_file(str(root / 'exported' / name))
         assert hook.keys() == tool.keys() and all(torch.equal(hook[k], tool[k]) for k in hook)
+    metadata = [json.loads(open(osp.join(folder, 'rass_adapter.json')).read())
+                for folder in (hook_dir, str(root / 'exported'))]
+    assert metadata[0] == metadata[1] and metadata[0]['trained_modules'] == ['conv_in']
     trained = load_file(osp.join(hook_dir, 'trained_modules.safetensors'))
     assert sorted(trained) == ['conv_in.bias', 'conv_in.weight']
     # training changed the adapter: peft initialises lora_B to zero

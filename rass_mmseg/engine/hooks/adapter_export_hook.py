@@ -1,4 +1,4 @@
-"""Write the trained LoRA adapter as a peft folder at the end of training."""
+"""Write the trained LoRA adapter as an adapter folder (peft + diffusers layouts) at the end of training."""
 import os.path as osp
 from typing import Optional
 
@@ -14,10 +14,12 @@ __all__ = ['AdapterExportHook']
 class AdapterExportHook(Hook):
     """After training, save the backbone's trainable LoRA (SCR or Seg) into ``work_dir``.
 
-    The folder, ``{prefix}_iter_{N}`` by default, is a peft adapter folder (``adapter_config.json`` and
-    ``adapter_model.safetensors``, plus ``trained_modules.safetensors`` with ``conv_in``) that
-    ``RASSBackbone(merge_adapters=[...])`` accepts. ``tools/export_adapter.py`` does the same from any
-    checkpoint.
+    The folder, ``{prefix}_iter_{N}`` by default, is what ``save_lora_adapter`` writes (see
+    :mod:`rass_mmseg.models.utils.adapter_folder`): a peft adapter folder (``adapter_config.json`` and
+    ``adapter_model.safetensors``) that ``PeftModel.from_pretrained`` loads, diffusers' LoRA file
+    (``pytorch_lora_weights.safetensors``) for ``pipeline.load_lora_weights``, and our ``rass_adapter.json`` plus
+    ``trained_modules.safetensors`` (``conv_in``). ``RASSBackbone(merge_adapters=[...])`` accepts it;
+    ``tools/export_adapter.py`` does the same from any checkpoint.
 
     Args:
         prefix: Folder name prefix.

@@ -50,7 +50,8 @@ class StableDiffusionBackbone(BaseModule):
         lora_rank: Rank of the trainable LoRA.
         lora_alpha: LoRA scaling numerator; defaults to ``lora_rank`` (scale 1).
         lora_targets: Module-name suffixes that get LoRA (peft ``target_modules``).
-        merge_adapters: peft adapter folders merged into the UNet before the trainable LoRA is added.
+        merge_adapters: Adapter folders (an SCR LoRA) written by ``export_adapter``, in this layout or the earlier
+            one, or plain peft adapter folders; merged into the UNet before the trainable LoRA is added.
         train_conv_in: Also train the UNet's ``conv_in``.
         gradient_checkpointing: Recompute UNet activations in the backward pass to save memory.
         attention: ``'sdpa'`` (PyTorch scaled_dot_product_attention) or ``'eager'`` (plain matmul + softmax).
@@ -235,7 +236,8 @@ class StableDiffusionBackbone(BaseModule):
 
     def export_adapter(self, out_dir: str) -> None:
         """Write the trainable LoRA (and ``conv_in`` when it is trained) as an adapter folder that
-        ``merge_adapters`` accepts. Refuses a folder that already holds files."""
+        ``merge_adapters``, plain peft and plain diffusers accept (see :func:`save_lora_adapter`). Refuses a
+        folder that already holds files."""
         if self.deploy:
             raise ValueError(f'{type(self).__name__}: deploy=True holds no LoRA adapter to export')
         if osp.isdir(out_dir) and os.listdir(out_dir):

@@ -1,29 +1,22 @@
 """LoRA on the diffusers UNet through peft: add, save, load and merge adapters.
 
-Adapter files use peft's own layout, as written by ``save_pretrained``: a folder holding
-``adapter_config.json`` and ``adapter_model.safetensors`` (keys without the adapter name). Adapters are
-only ever read as safetensors, so loading one cannot run code.
-
-Two additions of ours, both optional and ignored by peft's own loaders:
-
-- ``trained_modules.safetensors``: full weights of modules trained beside the adapter (SCR trains the
-  UNet's ``conv_in``), listed under ``rass_trained_modules`` in the config. They replace the base weights
-  before the LoRA is merged.
-- ``rass_base_fingerprint`` in the config: a digest of the base UNet weights the adapter was trained on
-  (see :func:`base_weights_fingerprint`), so merging into another base model fails with a clear error.
+Adapters are written as folders that plain peft (``PeftModel.from_pretrained``), a plain diffusers pipeline
+(``load_lora_weights``) and our :func:`merge_lora_adapter` all load as they are; see
+:mod:`rass_mmseg.models.utils.adapter_folder` for the layout and why it holds the LoRA twice. Besides the LoRA,
+a folder records modules trained in full beside it (SCR trains the UNet's ``conv_in``; their weights replace
+the base weights before the LoRA is merged) and a digest of the base UNet weights the adapter was trained on
+(see :func:`base_weights_fingerprint`), so merging into another base model fails with a clear error.
+Adapters are only ever read as safetensors, so loading one cannot run code.
 """
 import hashlib
-import json
-import os
-import os.path as osp
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Dict, Iterable, Sequence
 
 import torch
 from peft import LoraConfig, LoraModel, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
 from peft.tuners.tuners_utils import BaseTunerLayer
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from .adapter_folder import read_adapter_folder, write_adapter_folder
 
 __all__ = ['DEFAULT_LORA_TARGETS', 'add_lora_adapter', 'save_lora_adapter', 'merge_lora_adapter',
            'merge_injected_adapter', 'lora_parameter_names', 'base_weights_fingerprint']
@@ -31,10 +24,6 @@ __all__ = ['DEFAULT_LORA_TARGETS', 'add_lora_adapter', 'save_lora_adapter', 'mer
 #: Module-name suffixes that get LoRA in the public RASS code (``conv_out`` is left out).
 DEFAULT_LORA_TARGETS = ('to_k', 'to_q', 'to_v', 'to_out.0', 'conv', 'conv1', 'conv2', 'conv_in', 'conv_shortcut',
                         'proj_out', 'proj_in', 'ff.net.2', 'ff.net.0.proj')
-
-ADAPTER_CONFIG = 'adapter_config.json'
-ADAPTER_WEIGHTS = 'adapter_model.safetensors'
-TRAINED_MODULES = 'trained_modules.safetensors'
 
 
 def make_lora_config(rank: int, alpha: float, targets: Sequence[str]) -> LoraConfig:
@@ -87,7 +76,8 @@ def base_weights_fingerprint(model: nn.Module, skip_modules: Sequence[str] = ())
 
 
 def save_lora_adapter(model: nn.Module, name: str, out_dir: str, trained_modules: Sequence[str] = ()) -> None:
-    """Write adapter ``name`` of ``model`` as a peft adapter folder (config json + safetensors).
+    """Write adapter ``name`` of ``model`` as an adapter folder that peft, diffusers and
+    :func:`merge_lora_adapter` load (layout: :mod:`rass_mmseg.models.utils.adapter_folder`).
 
     Args:
         model: A model holding adapter ``name``.
@@ -96,60 +86,16 @@ def save_lora_adapter(model: nn.Module, name: str, out_dir: str, trained_modules
         trained_modules: Names of modules (e.g. ``'conv_in'``) trained with the adapter whose full base weights
             are written to ``trained_modules.safetensors``.
     """
-    config = model.peft_config[name]
-    state = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model, adapter_name=name).items()}
+    state = get_peft_model_state_dict(model, adapter_name=name)
     base = _base_weights(model)
     full = {}
     for module in trained_modules:
         found = {k: v for k, v in base.items() if k.startswith(module + '.')}
         if not found:
             raise ValueError(f'save_lora_adapter: trained module {module!r} has no weights in this model')
-        full.update({k: v.detach().contiguous().cpu() for k, v in found.items()})
-    os.makedirs(out_dir, exist_ok=True)
-    save_file(state, osp.join(out_dir, ADAPTER_WEIGHTS), metadata={'format': 'pt'})
-    if full:
-        save_file(full, osp.join(out_dir, TRAINED_MODULES), metadata={'format': 'pt'})
-    config_dict = config.to_dict()
-    config_dict['target_modules'] = sorted(config_dict['target_modules'])
-    config_dict['rass_trained_modules'] = list(trained_modules)
-    config_dict['rass_base_fingerprint'] = base_weights_fingerprint(model, trained_modules)
-    with open(osp.join(out_dir, ADAPTER_CONFIG), 'w') as f:
-        json.dump(config_dict, f, indent=2, default=str)
-
-
-def _load_safetensors(path: str) -> Dict[str, torch.Tensor]:
-    try:
-        return load_file(path)
-    except (SafetensorError, OSError) as error:
-        raise ValueError(f'LoRA adapter {path}: not a readable safetensors file ({error})') from None
-
-
-def _read_adapter(path: str) -> tuple:
-    """(LoraConfig, LoRA state, raw config dict, trained-module state) of the adapter at ``path``."""
-    folder = osp.dirname(path) if path.endswith('.safetensors') else path
-    weights = path if path.endswith('.safetensors') else osp.join(folder, ADAPTER_WEIGHTS)
-    config_file = osp.join(folder, ADAPTER_CONFIG)
-    for required in (weights, config_file):
-        if not osp.isfile(required):
-            raise FileNotFoundError(f'LoRA adapter {path!r}: missing {required} (expected a peft adapter folder with '
-                                    f'{ADAPTER_CONFIG} and {ADAPTER_WEIGHTS})')
-    try:
-        with open(config_file) as f:
-            raw = json.load(f)
-        config = LoraConfig(r=int(raw['r']), lora_alpha=float(raw['lora_alpha']),
-                            target_modules=list(raw['target_modules']), init_lora_weights='gaussian')
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f'LoRA adapter {config_file}: not a LoRA adapter config ({error!r}); expected '
-                         'keys r, lora_alpha, target_modules') from None
-    state = _load_safetensors(weights)
-    trained = {}
-    if raw.get('rass_trained_modules'):
-        trained_file = osp.join(folder, TRAINED_MODULES)
-        if not osp.isfile(trained_file):
-            raise FileNotFoundError(f'LoRA adapter {path!r}: {ADAPTER_CONFIG} lists trained modules '
-                                    f'{raw["rass_trained_modules"]} but {trained_file} is missing')
-        trained = _load_safetensors(trained_file)
-    return config, state, raw, trained
+        full.update(found)
+    write_adapter_folder(out_dir, model.peft_config[name], state, full, trained_modules,
+                         base_weights_fingerprint(model, trained_modules))
 
 
 def _load_trained_modules(model: nn.Module, path: str, trained: Dict[str, torch.Tensor]) -> None:
@@ -181,24 +127,30 @@ def _check_adapter_state(path: str, state: Dict[str, torch.Tensor], expected: Di
 
 
 def merge_lora_adapter(model: nn.Module, path: str, name: str) -> nn.Module:
-    """Load the peft adapter at ``path`` into ``model`` and merge it into the base weights.
+    """Load the adapter at ``path`` into ``model`` and merge it into the base weights.
 
     Uses peft's ``LoraModel.merge_and_unload``; the returned module is ``model`` itself with merged
-    weights and no LoRA layers left.
+    weights and no LoRA layers left. Modules trained beside the LoRA are loaded first.
 
     Args:
         model: A module without adapter ``name`` (e.g. the diffusers UNet).
-        path: A peft adapter folder, or its ``adapter_model.safetensors`` file.
+        path: An adapter folder written by :func:`save_lora_adapter` (this layout or the earlier one, which
+            kept our metadata inside ``adapter_config.json``), a plain peft adapter folder, or its
+            ``adapter_model.safetensors`` file.
         name: Adapter name used while merging.
+
+    Raises:
+        ValueError: The adapter was trained on other base weights, or does not fit ``model`` (one line, naming
+            the file).
     """
-    config, state, raw, trained = _read_adapter(path)
-    expected_fingerprint = raw.get('rass_base_fingerprint')
-    if expected_fingerprint is not None:
-        actual = base_weights_fingerprint(model, raw.get('rass_trained_modules') or ())
-        if actual != expected_fingerprint:
+    adapter = read_adapter_folder(path)
+    config, state, trained = adapter.config, adapter.lora, adapter.trained
+    if adapter.fingerprint is not None:
+        actual = base_weights_fingerprint(model, adapter.trained_modules)
+        if actual != adapter.fingerprint:
             raise ValueError(f'LoRA adapter {path!r} was trained on another base UNet (weights fingerprint '
-                             f'{expected_fingerprint}, this UNet has {actual}); use the Stable Diffusion weights '
-                             'it was trained with')
+                             f'{adapter.fingerprint} in {adapter.metadata_file}, this UNet has {actual}); use the '
+                             'Stable Diffusion weights it was trained with')
     lora_model = LoraModel(model, config, name)
     expected = get_peft_model_state_dict(model, adapter_name=name)
     try:

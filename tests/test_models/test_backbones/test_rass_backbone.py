@@ -89,10 +89,14 @@ def test_adapter_round_trip_and_merge_equals_unmerged(tiny_backbone_cfg, tmp_pat
     adapter_dir = str(tmp_path / 'scr_adapter')
     save_lora_adapter(source.unet, 'seg', adapter_dir)
 
-    saved = load_file(osp.join(adapter_dir, 'adapter_model.safetensors'))
-    expected = {n.replace('.seg.', '.'): source.unet.get_parameter(n) for n in lora_parameter_names(source.unet, 'seg')}
-    assert set(saved) == set(expected)
-    assert all(torch.equal(saved[k], expected[k].detach()) for k in saved)
+    lora = {n.replace('.seg.', '.'): source.unet.get_parameter(n) for n in lora_parameter_names(source.unet, 'seg')}
+    # peft's keys (the UNet inside a PeftModel) and diffusers' keys (the UNet inside a pipeline)
+    for file_name, prefix in (('adapter_model.safetensors', 'base_model.model.'),
+                              ('pytorch_lora_weights.safetensors', 'unet.')):
+        saved = load_file(osp.join(adapter_dir, file_name))
+        expected = {prefix + k: v for k, v in lora.items()}
+        assert set(saved) == set(expected), file_name
+        assert all(torch.equal(saved[k], expected[k].detach()) for k in saved), file_name
     config = json.load(open(osp.join(adapter_dir, 'adapter_config.json')))
     assert config['r'] == 4 and 'to_q' in config['target_modules']
 
