@@ -36,6 +36,8 @@ class SemanticConstrainedRestorer(BaseSegmentor):
         data_preprocessor: Data preprocessor config (the degradation preprocessor).
         train_cfg: Unused; kept for mmseg's config layout.
         test_cfg: Unused; kept for mmseg's config layout.
+        pretrained: Must stay None (mmseg's ``init_model`` sets ``model.pretrained = None`` on every config): the
+            backbone's own ``pretrained`` names the Stable Diffusion folder.
         init_cfg: mmengine init config.
     """
 
@@ -49,7 +51,11 @@ class SemanticConstrainedRestorer(BaseSegmentor):
                  data_preprocessor: OptConfigType = None,
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
+                 pretrained: Optional[str] = None,
                  init_cfg: OptMultiConfig = None) -> None:
+        if pretrained is not None:
+            raise ValueError('SemanticConstrainedRestorer: set the Stable Diffusion folder as backbone.pretrained, '
+                             'not model.pretrained')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
         self.decode_head = MODELS.build(decode_head)
