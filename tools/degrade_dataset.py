@@ -12,7 +12,8 @@ Each image is read exactly as the test pipeline reads it: with the image loader 
 ``color_type``, ...), or without a config with the loader's defaults, which are those of mmseg's ADE20K test
 pipeline (mmcv's ``LoadImageFromFile``: cv2, ``color``, EXIF orientation applied). mmcv's ``LoadImageFromFile``
 itself is replaced by ``LoadImageFromFileChecked`` with the same arguments (the same pixels for every file that
-decodes), so an empty, truncated or non-image file stops the run with a one-line error that names it.
+decodes, except a 16-bit image with ``imdecode_backend='pillow'``, which mmcv saturates to white and the checked
+loader scales as cv2 does), so an empty, truncated or non-image file stops the run with a one-line error naming it.
 
 Images are written as PNG (lossless, same stem and sub-folders), so a dataset config needs ``img_suffix='.png'``.
 The run is resumable: finished images are skipped, and a partly written file never carries the final name.
