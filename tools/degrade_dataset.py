@@ -7,10 +7,19 @@ preprocessor produces on the fly for the same seed, and re-running gives the sam
     python tools/degrade_dataset.py data/ade/images/validation data/ade_lq/images/validation \
         --label-dir data/ade/annotations/validation --out-label-dir data/ade_lq/annotations/validation
 
+Each image is read exactly as the test pipeline reads it: with the image loader of ``--config``'s test pipeline
+(``test_dataloader.dataset.pipeline``, else ``test_pipeline``) and its arguments (``imdecode_backend``,
+``color_type``, ...), or without a config with the loader's defaults, which are those of mmseg's ADE20K test
+pipeline (mmcv's ``LoadImageFromFile``: cv2, ``color``, EXIF orientation applied). mmcv's ``LoadImageFromFile``
+itself is replaced by ``LoadImageFromFileChecked`` with the same arguments (the same pixels for every file that
+decodes, except a 16-bit image with ``imdecode_backend='pillow'``, which mmcv saturates to white and the checked
+loader scales as cv2 does), so an empty, truncated or non-image file stops the run with a one-line error naming it.
+
 Images are written as PNG (lossless, same stem and sub-folders), so a dataset config needs ``img_suffix='.png'``.
 The run is resumable: finished images are skipped, and a partly written file never carries the final name.
-``manifest.json`` (seed, degradation parameters, rass_mmseg version) is written next to the images; a folder
-whose manifest has another seed or other parameters is refused.
+``manifest.json`` (seed, degradation parameters, image loader, rass_mmseg version) is written next to the images;
+a folder whose manifest has another seed, other parameters or another loader is refused (a manifest written
+before the loader was recorded counts as the default loader, which is how those images were read).
 """
 import argparse
 import json
@@ -23,6 +32,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 MANIFEST_NAME = 'manifest.json'
 PARTIAL_SUFFIX = '.partial.png'
+#: The loader without a config: mmcv's ``LoadImageFromFile`` defaults (mmseg's ADE20K test pipeline), checked.
+DEFAULT_LOADER = dict(type='LoadImageFromFileChecked')
+#: Its manifest record (see ``loader_record``), also the loader of manifests written before it was recorded.
+DEFAULT_LOADER_RECORD = dict(type='LoadImageFromFileChecked', color_type='color', imdecode_backend='cv2',
+                             to_float32=False)
+#: Loader arguments that say where the bytes come from, not how they decode (left out of the manifest).
+FILE_ACCESS_KEYS = ('type', '_scope_', 'backend_args', 'file_client_args', 'ignore_empty')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -36,7 +52,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=None,
                         help='benchmark seed (default: test_seed of --config, else 0)')
     parser.add_argument('--config', help='config defining degradation_preprocessor (or model.data_preprocessor) '
-                        'whose degradation keys and test_seed are used; default: the RASS values')
+                        'whose degradation keys and test_seed are used, and whose test pipeline image loader reads '
+                        'the images; default: the RASS values and the loader defaults (cv2, color)')
     parser.add_argument('--batch-size', type=int, default=8, help='images of one size degraded together')
     parser.add_argument('--device', default='cpu', help='torch device (bit-exact reruns are promised on cpu)')
     parser.add_argument('--limit', type=int, default=None, help='stop after this many new images')
@@ -85,13 +102,15 @@ def output_path(out_dir: str, relative: str) -> str:
     return osp.join(out_dir, osp.splitext(relative)[0] + '.png')
 
 
-def load_settings(args: argparse.Namespace) -> Tuple[Dict[str, Any], int]:
-    """Degradation keys and seed from ``--config`` / ``--seed``."""
+def load_settings(args: argparse.Namespace) -> Tuple[Dict[str, Any], int, Dict[str, Any], str]:
+    """Degradation keys, seed, image loader config and where that loader comes from (``--config`` / ``--seed``)."""
     degradation: Dict[str, Any] = {}
     seed = 0
+    loader, loader_source = dict(DEFAULT_LOADER), 'the loader defaults'
     if args.config:
         from mmengine.config import Config
         config = Config.fromfile(args.config)
+        loader, loader_source = pipeline_loader(config, args.config)
         preprocessor = config.get('degradation_preprocessor') or config.get('model', {}).get('data_preprocessor')
         if not preprocessor or preprocessor.get('type') != 'DegradationDataPreProcessor':
             fail(f'{args.config!r} defines no DegradationDataPreProcessor (degradation_preprocessor or '
@@ -100,7 +119,71 @@ def load_settings(args: argparse.Namespace) -> Tuple[Dict[str, Any], int]:
         seed = int(preprocessor.get('test_seed', 0))
     if args.seed is not None:
         seed = args.seed
-    return degradation, seed
+    return degradation, seed, loader, loader_source
+
+
+def pipeline_loader(config: Any, name: str) -> Tuple[Dict[str, Any], str]:
+    """The image loader config of ``config``'s test pipeline (mmcv's ``LoadImageFromFile`` made the checked
+    loader, same arguments) and where it was found; the defaults when the config has no test pipeline.
+
+    Args:
+        config: The loaded ``--config`` (its ``custom_imports`` already imported).
+        name: The config's path, for messages.
+    """
+    from mmcv.transforms import LoadImageFromFile
+    from mmseg.registry import TRANSFORMS
+    dataset = (config.get('test_dataloader') or {}).get('dataset') or {}
+    for where, pipeline in (('test_dataloader.dataset.pipeline', dataset.get('pipeline')),
+                            ('test_pipeline', config.get('test_pipeline'))):
+        if pipeline is None:
+            continue
+        for step in pipeline:
+            kind = step.get('type')
+            cls = kind if isinstance(kind, type) else TRANSFORMS.get(kind) if isinstance(kind, str) else None
+            if isinstance(cls, type) and issubclass(cls, LoadImageFromFile):
+                loader = {key: value for key, value in step.items() if key != '_scope_'}
+                if cls is LoadImageFromFile:
+                    loader['type'] = 'LoadImageFromFileChecked'
+                return loader, f'{where} of {name}'
+        fail(f'{name}: {where} has no image loader (LoadImageFromFile or a subclass); expected one to read the '
+             'images as the test pipeline does')
+    return dict(DEFAULT_LOADER), f'the loader defaults ({name} has no test pipeline)'
+
+
+def loader_record(loader: Any, loader_cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """What decides how the loader decodes: its class, its decoding attributes and any other argument."""
+    record = {key: value for key, value in loader_cfg.items() if key not in FILE_ACCESS_KEYS}
+    record.update(type=type(loader).__name__, color_type=loader.color_type, imdecode_backend=loader.imdecode_backend,
+                  to_float32=loader.to_float32)
+    return record
+
+
+def read_image(loader: Any, path: str) -> Any:
+    """The image at ``path`` as the loader gives it, as 3-channel uint8 BGR; a one-line error naming the file
+    when it cannot be read or is not such an image.
+
+    Args:
+        loader: The built image loader (a ``LoadImageFromFile`` subclass).
+        path: The image file.
+    """
+    import numpy as np
+    try:
+        results = loader(dict(img_path=path))
+    except Exception as error:  # LoadImageFromFileChecked's OSError is one line naming the file; others may not be
+        lines = str(error).strip().splitlines()
+        if len(lines) == 1 and lines[0].startswith(f'{path}: '):
+            fail(lines[0])
+        reason = lines[-1][:200] if lines else ''
+        fail(f'{path}: cannot read the image with {type(loader).__name__}: {type(error).__name__}: {reason}')
+    if results is None:
+        fail(f'{path}: the image loader returned nothing (ignore_empty); expected an image')
+    image = results['img']
+    if image.dtype.kind == 'f' and np.array_equal(image, np.clip(np.round(image), 0, 255)):
+        image = image.astype(np.uint8)  # to_float32 of an 8-bit image: the same values
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        fail(f'{path}: the image loader gives a {image.dtype} image of shape {image.shape}; the degradation takes '
+             "3-channel 8-bit images (color_type='color')")
+    return image
 
 
 def write_manifest(out_dir: str, manifest: Dict[str, Any]) -> None:
@@ -116,7 +199,9 @@ def check_existing_manifest(out_dir: str, manifest: Dict[str, Any]) -> None:
         return
     with open(path) as file:
         existing = json.load(file)
-    for key in ('seed', 'degradation', 'identity'):
+    # images of a manifest without 'loader' were read as the default loader reads them (cv2, color)
+    existing.setdefault('loader', DEFAULT_LOADER_RECORD)
+    for key in ('seed', 'degradation', 'identity', 'loader'):
         if existing.get(key) != manifest[key]:
             fail(f'{path} was written with another {key} ({existing.get(key)!r}); resume with the same settings '
                  'or use a new folder')
@@ -154,7 +239,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     check_folders(args)
     # Heavy imports only once the arguments are known to be sane.
     import cv2
-    import mmcv
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -164,8 +248,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from rass_mmseg.models.data_preprocessors.degradations import KeyedRandomSource
     from rass_mmseg.version import __version__
 
-    degradation_keys, seed = load_settings(args)
+    degradation_keys, seed, loader_cfg, loader_source = load_settings(args)
     engine = build_degradation(degradation_keys)
+    from mmseg.registry import TRANSFORMS
+    loader = TRANSFORMS.build(dict(loader_cfg, ignore_empty=False))  # a file that does not decode stops the run
     relatives = list_files(args.src_dir, IMAGE_EXTENSIONS)
     manifest = dict(
         tool='tools/degrade_dataset.py',
@@ -173,10 +259,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seed=seed,
         identity='file name (DegradationDataPreProcessor, degrade="test")',
         degradation=engine.to_dict(),
+        loader=loader_record(loader, loader_cfg),
         source=osp.abspath(args.src_dir),
         output_format='png',
         images=len(relatives),
         labels=None if not args.label_dir else dict(source=osp.abspath(args.label_dir), mode=args.labels))
+    print(f'reading images with {manifest["loader"]} ({loader_source})')
     os.makedirs(args.out_dir, exist_ok=True)
     check_existing_manifest(args.out_dir, manifest)
     write_manifest(args.out_dir, manifest)
@@ -191,11 +279,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     progress = tqdm(total=len(pending), unit='img', desc='degrading', dynamic_ncols=True)
     for start in range(0, len(pending), args.batch_size * 4):
         chunk = pending[start:start + args.batch_size * 4]
-        # The same decoding as mmseg's LoadImageFromFile (cv2, BGR, uint8).
-        images = []
-        for relative in chunk:
-            with open(osp.join(args.src_dir, relative), 'rb') as file:
-                images.append(mmcv.imfrombytes(file.read(), flag='color', backend='cv2'))
+        # Read as the test pipeline reads them (BGR, uint8).
+        images = [read_image(loader, osp.join(args.src_dir, relative)) for relative in chunk]
         for group in batches_of_equal_size(images, args.batch_size):
             hq = torch.from_numpy(np.stack([images[index][..., ::-1] for index in group])).to(device)
             hq = hq.permute(0, 3, 1, 2).float() / 255.0

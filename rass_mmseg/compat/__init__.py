@@ -6,8 +6,10 @@
 - :mod:`.cpu_distributed`: mmengine's ``pytorch`` launcher trains on CPU-only machines (gloo).
 - :mod:`.ms_deform_attn`: mmcv's ``MultiScaleDeformableAttention`` (Mask2Former's pixel decoder) runs on a GPU
   when mmcv's compiled ops lack CUDA kernels or the input is bfloat16.
+- :mod:`.mmseg_inferencer`: ``MMSegInferencer`` accepts test pipelines whose loader subclasses ``LoadImageFromFile``
+  (and refuses a restorer's predictions with one line).
 """
-from . import cpu_distributed, ms_deform_attn  # noqa: F401
+from . import cpu_distributed, mmseg_inferencer, ms_deform_attn  # noqa: F401
 from .checkpoint_loading import CHECKPOINT_SAFE_GLOBALS, load_from_local_weights_only
 
 __all__ = ['CHECKPOINT_SAFE_GLOBALS', 'load_from_local_weights_only']

@@ -58,6 +58,8 @@ class DegradationDataPreProcessor(SegDataPreProcessor):
       identity, the file name of ``data_sample.metainfo['img_path']``. An image then degrades to the same bits
       whatever the batch size, the batch order or the other images (on the CPU): a degraded benchmark (e.g.
       ADE20K-LQ) made on the fly, equal to ``tools/degrade_dataset.py``'s output for the same image and seed.
+      An image given as an array (mmseg's ``inference_model`` or ``MMSegInferencer`` with an ``ndarray``) has no
+      file name and is refused with a one-line error that says what to do instead.
     * ``'never'``: no degradation (e.g. for ``analysis_tools/benchmark.py``, which runs with ``training=True``).
 
     The clean batch is kept for models that need the pair (SCR): each data sample gets
@@ -143,8 +145,10 @@ class DegradationDataPreProcessor(SegDataPreProcessor):
         for index, data_sample in enumerate(data_samples or [None] * batch_size):
             img_path = None if data_sample is None else data_sample.metainfo.get('img_path')
             if img_path is None:
-                raise ValueError("degrade='test' seeds every image from data_sample.metainfo['img_path'], "
-                                 f'which sample {index} of the batch lacks')
+                raise ValueError(f"degrade='test' seeds each image's degradation from its file name "
+                                 f"(data_sample.metainfo['img_path']), which sample {index} of the batch lacks (an "
+                                 'image given as an array has none): pass the image file instead, or set '
+                                 "model.data_preprocessor.degrade='never' to use the image as it is")
             identities.append(image_identity(img_path))
         return KeyedRandomSource.from_identities(identities, self.test_seed, device)
 

@@ -98,6 +98,7 @@ class RestoreThenSegment(BaseSegmentor):
         test_cfg: Must be None: whole or slide inference is the segmentor's ``test_cfg``.
         data_preprocessor: Preprocessor of the R2S model; None uses the restorer's. Its normalisation (mean, std,
             channel conversion) must equal the restorer's.
+        pretrained: Must stay None; accepted because mmseg's ``init_model`` sets ``model.pretrained = None``.
         init_cfg: mmengine init config (unused: weights come from the sub-models and their checkpoints).
     """
 
@@ -110,7 +111,11 @@ class RestoreThenSegment(BaseSegmentor):
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
+                 pretrained: Optional[str] = None,
                  init_cfg: OptMultiConfig = None) -> None:
+        if pretrained is not None:
+            raise ValueError('RestoreThenSegment: weights come from restorer_checkpoint and segmentor_checkpoint, '
+                             'not model.pretrained')
         if train_cfg:
             raise ValueError('RestoreThenSegment (R2S) is an evaluation protocol and cannot be trained: remove '
                              'model.train_cfg')

@@ -48,6 +48,8 @@ class SemanticConstrainedRestorer(BaseSegmentor):
         data_preprocessor: Data preprocessor config (the degradation preprocessor).
         train_cfg: Unused; kept for mmseg's config layout.
         test_cfg: Unused; kept for mmseg's config layout.
+        pretrained: Must stay None (mmseg's ``init_model`` sets ``model.pretrained = None`` on every config): the
+            backbone's own ``pretrained`` names the Stable Diffusion folder.
         init_cfg: mmengine init config.
     """
 
@@ -60,8 +62,12 @@ class SemanticConstrainedRestorer(BaseSegmentor):
                  data_preprocessor: OptConfigType = None,
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
+                 pretrained: Optional[str] = None,
                  init_cfg: OptMultiConfig = None,
                  **kwargs) -> None:
+        if pretrained is not None:
+            raise ValueError('SemanticConstrainedRestorer: set the Stable Diffusion folder as backbone.pretrained, '
+                             'not model.pretrained')
         if 'prompt_source' in kwargs:
             raise ValueError('SemanticConstrainedRestorer: prompt_source is a key of model.backbone now; move '
                              'model.prompt_source to model.backbone.prompt_source')

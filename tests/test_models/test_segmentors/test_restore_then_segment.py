@@ -230,7 +230,7 @@ def test_sub_models_from_config_files_and_packaged_names():
 
 
 @pytest.mark.parametrize('problem', ['no-restore', 'normalisation', 'segmentor-preprocessor', 'missing-config',
-                                     'train-cfg', 'test-cfg'])
+                                     'train-cfg', 'test-cfg', 'pretrained'])
 def test_one_line_errors(problem):
     kwargs = dict(type='RestoreThenSegment', restorer=restorer_cfg(), segmentor=segmentor_cfg())
     if problem == 'no-restore':
@@ -248,6 +248,9 @@ def test_one_line_errors(problem):
     elif problem == 'train-cfg':
         kwargs['train_cfg'] = dict(type='IterBasedTrainLoop')
         error, match = ValueError, 'cannot be trained'
+    elif problem == 'pretrained':  # None is accepted: mmseg's init_model sets it (tests/test_apis)
+        kwargs['pretrained'] = 'checkpoints/segformer.pth'
+        error, match = ValueError, 'not model.pretrained'
     else:
         kwargs['test_cfg'] = dict(mode='whole')
         error, match = ValueError, "segmentor's test_cfg"

@@ -79,6 +79,8 @@ def test_loss_needs_the_clean_image(scr_cfg):
         model(**batch(model, training=True), mode='loss')
     with pytest.raises(ValueError, match='alignment_loss needs gt_class_prompt'):
         build(scr_cfg, gt_class_prompt=None)
+    with pytest.raises(ValueError, match='backbone.pretrained'):  # None is accepted: mmseg's init_model sets it
+        build(scr_cfg, pretrained='checkpoints/sd21')
 
 
 def test_predict_restore_and_tensor_mode_agree(scr_cfg):
