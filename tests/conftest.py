@@ -22,7 +22,7 @@ def mmseg_scope():
 
 @pytest.fixture(scope='session')
 def tiny_cfg() -> Config:
-    return Config.fromfile(repo_path('configs', '_base_', 'models', 'rass_tiny.py'))
+    return Config.fromfile(repo_path('configs', '_base_', 'models', 'rass_tiny-sd_segformer-head.py'))
 
 
 @pytest.fixture

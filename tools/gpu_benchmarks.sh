@@ -38,8 +38,8 @@ step() {  # step NAME ARGS...: run one benchmark, keep its whole log, print its 
     [ $status -eq 0 ] || echo "!! $name failed with exit status $status (see $out/$name.log)"
 }
 
-rass=configs/rass/rass_sd21-segformer_8xb2-160k_ade20k-512x512.py
-scr=configs/scr/scr_sd21_ade20k-512x512.py
+rass=configs/rass/rass_sd21-base_segformer-head_8xb2-160k_ade20k-lq-512x512.py
+scr=configs/scr/scr_sd21-base_4xb4-100k_ade20k-512x512.py
 deploy=(--compare $rass --compare-cfg-options model.backbone.deploy=True)
 run_step() {
     case $1 in
@@ -55,13 +55,13 @@ run_step() {
         --rounds 2 --amp bf16 ;;
     tiny_tools_amp)  # mmseg's train/test tools on the GPU with --amp: degradation, hooks, checkpoint, resume
         local work=$out/tiny_work
-        step tiny_train tools/train.py configs/rass/rass_tiny-segformer_textures-lq-128x128.py --amp \
+        step tiny_train tools/train.py configs/rass/rass_tiny-sd_segformer-head_1xb4-300it_textures-lq-128x128.py --amp \
             --work-dir "$work" --cfg-options train_cfg.max_iters=20 train_cfg.val_interval=20
-        step tiny_resume tools/train.py configs/rass/rass_tiny-segformer_textures-lq-128x128.py --amp --resume \
+        step tiny_resume tools/train.py configs/rass/rass_tiny-sd_segformer-head_1xb4-300it_textures-lq-128x128.py --amp --resume \
             --work-dir "$work" --cfg-options train_cfg.max_iters=30 train_cfg.val_interval=30
-        step tiny_test tools/test.py configs/rass/rass_tiny-segformer_textures-lq-128x128.py "$work/iter_30.pth" \
+        step tiny_test tools/test.py configs/rass/rass_tiny-sd_segformer-head_1xb4-300it_textures-lq-128x128.py "$work/iter_30.pth" \
             --work-dir "$work"
-        step scr_tiny_train tools/train.py configs/scr/scr_tiny_textures-128x128.py --amp \
+        step scr_tiny_train tools/train.py configs/scr/scr_tiny-sd_1xb4-300it_textures-128x128.py --amp \
             --work-dir "$out/scr_work" --cfg-options train_cfg.max_iters=20 train_cfg.val_interval=20
         rm -rf "$work" "$out/scr_work" ;;
     *) echo "unknown step $1" ;;

@@ -31,25 +31,25 @@ def cfg(*parts: str) -> str:
 
 #: name -> (config, extra --cfg-options) of every training run; FT runs start from their DT checkpoint.
 TRAIN_RUNS = {
-    'dt_segformer': (cfg('protocols', 'dt_segformer_mit-tiny_textures-128x128.py'), []),
-    'ft_segformer': (cfg('protocols', 'ft_segformer_mit-tiny_textures-lq-128x128.py'), ['load_from={dt_segformer}']),
-    'dt_mask2former': (cfg('protocols', 'dt_mask2former_mit-tiny_textures-128x128.py'), []),
-    'ft_mask2former': (cfg('protocols', 'ft_mask2former_mit-tiny_textures-lq-128x128.py'),
+    'dt_segformer': (cfg('protocols', 'dt-segformer_mit-tiny_1xb4-300it_textures-128x128.py'), []),
+    'ft_segformer': (cfg('protocols', 'ft-segformer_mit-tiny_1xb4-300it_textures-lq-128x128.py'), ['load_from={dt_segformer}']),
+    'dt_mask2former': (cfg('protocols', 'dt-mask2former_mit-tiny_1xb4-300it_textures-128x128.py'), []),
+    'ft_mask2former': (cfg('protocols', 'ft-mask2former_mit-tiny_1xb4-300it_textures-lq-128x128.py'),
                        ['load_from={dt_mask2former}']),
-    'scr': (cfg('scr', 'scr_tiny_textures-128x128.py'), []),
-    'dt_rass': (cfg('rass', 'rass_tiny-segformer_textures-128x128.py'), []),
-    'ft_rass': (cfg('rass', 'rass_tiny-segformer_textures-lq-128x128.py'),
+    'scr': (cfg('scr', 'scr_tiny-sd_1xb4-300it_textures-128x128.py'), []),
+    'dt_rass': (cfg('rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py'), []),
+    'ft_rass': (cfg('rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-lq-128x128.py'),
                 ["model.backbone.merge_adapters=['{scr_adapter}']"]),
 }
 LQ_TEST = {
-    'SegFormer (tiny MiT)': cfg('protocols', 'ft_segformer_mit-tiny_textures-lq-128x128.py'),
-    'Mask2Former (tiny MiT)': cfg('protocols', 'ft_mask2former_mit-tiny_textures-lq-128x128.py'),
-    'RASS (tiny SD)': cfg('rass', 'rass_tiny-segformer_textures-lq-128x128.py'),
+    'SegFormer (tiny MiT)': cfg('protocols', 'ft-segformer_mit-tiny_1xb4-300it_textures-lq-128x128.py'),
+    'Mask2Former (tiny MiT)': cfg('protocols', 'ft-mask2former_mit-tiny_1xb4-300it_textures-lq-128x128.py'),
+    'RASS (tiny SD)': cfg('rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-lq-128x128.py'),
 }
 R2S_TEST = {
-    'SegFormer (tiny MiT)': cfg('protocols', 'r2s_scr-tiny_segformer_mit-tiny_textures-lq-128x128.py'),
-    'Mask2Former (tiny MiT)': cfg('protocols', 'r2s_scr-tiny_mask2former_mit-tiny_textures-lq-128x128.py'),
-    'RASS (tiny SD)': cfg('protocols', 'r2s_scr-tiny_rass-tiny-segformer_textures-lq-128x128.py'),
+    'SegFormer (tiny MiT)': cfg('protocols', 'r2s_scr-tiny-sd_segformer-mit-tiny_textures-lq-128x128.py'),
+    'Mask2Former (tiny MiT)': cfg('protocols', 'r2s_scr-tiny-sd_mask2former-mit-tiny_textures-lq-128x128.py'),
+    'RASS (tiny SD)': cfg('protocols', 'r2s_scr-tiny-sd_rass-tiny-sd-segformer-head_textures-lq-128x128.py'),
 }
 RUN_OF = {'SegFormer (tiny MiT)': 'segformer', 'Mask2Former (tiny MiT)': 'mask2former', 'RASS (tiny SD)': 'rass'}
 

@@ -3,7 +3,7 @@
 Same arguments as mmseg's tool (``config``, ``--work-dir``, ``--resume``, ``--amp``, ``--cfg-options``,
 ``--launcher``), e.g.::
 
-    python tools/train.py configs/rass/rass_tiny-segformer_textures-128x128.py
+    python tools/train.py configs/rass/rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py
     torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch
 
 Configs load the plugin through ``custom_imports`` too, so mmseg's packaged ``mmseg/.mim/tools/train.py``

@@ -1,4 +1,7 @@
 from .hooks import CheckpointOverwriteGuardHook, NonFiniteLossHook, RandomStateCheckpointHook
-from .optim_wrappers import CPUAmpOptimWrapper
+from .optim_wrappers import CPUAmpOptimWrapper, Detectron2OptimWrapperConstructor
 
-__all__ = ['CheckpointOverwriteGuardHook', 'CPUAmpOptimWrapper', 'NonFiniteLossHook', 'RandomStateCheckpointHook']
+__all__ = [
+    'CheckpointOverwriteGuardHook', 'CPUAmpOptimWrapper', 'Detectron2OptimWrapperConstructor', 'NonFiniteLossHook',
+    'RandomStateCheckpointHook'
+]

@@ -32,7 +32,7 @@ from tests.conftest import REPO, repo_path
 
 SIZE = 128
 # Runnable without weights: the tiny configs, except the one that needs tools/make_tiny_sd.py's trained SD folder.
-NEEDS_TRAINED_SD = {'scr_tiny-sd_textures-128x128.py'}
+NEEDS_TRAINED_SD = {'scr_tiny-sd-textures_1xb4-300it_textures-128x128.py'}
 TINY = sorted(path for folder in ('rass', 'scr', 'protocols')
               for path in glob.glob(repo_path('configs', folder, '*.py'))
               if 'tiny' in osp.basename(path) and osp.basename(path) not in NEEDS_TRAINED_SD)
@@ -147,7 +147,7 @@ def test_mmseg_apis_restore_with_an_scr_config(path, image, tmp_path):
 def test_inferencer_in_a_fresh_process_loads_the_plugin_from_custom_imports(image, tmp_path):
     """As the demo runs: only mmseg is imported; the config's custom_imports brings in rass_mmseg (and its fix)
     before the inferencer builds its pipeline."""
-    path = repo_path('configs', 'protocols', 'dt_segformer_mit-tiny_textures-128x128.py')
+    path = repo_path('configs', 'protocols', 'dt-segformer_mit-tiny_1xb4-300it_textures-128x128.py')
     checkpoint = random_checkpoint(path, tmp_path / 'random.pth')
     script = '\n'.join([
         'import sys', 'from mmseg.apis import MMSegInferencer', "assert 'rass_mmseg' not in sys.modules",

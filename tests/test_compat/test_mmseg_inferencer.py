@@ -25,7 +25,7 @@ from tests.conftest import repo_path
 
 CONFIGS = sorted(path for folder in ('rass', 'scr', 'protocols')
                  for path in glob.glob(repo_path('configs', folder, '*.py')))
-TEXTURES = repo_path('configs', 'protocols', 'dt_segformer_mit-tiny_textures-128x128.py')
+TEXTURES = repo_path('configs', 'protocols', 'dt-segformer_mit-tiny_1xb4-300it_textures-128x128.py')
 
 
 @pytest.fixture(autouse=True, scope='module')

@@ -5,6 +5,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel
@@ -12,7 +13,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from rass_mmseg.models.utils.lora import DEFAULT_LORA_TARGETS
 from tests.conftest import repo_path
 
-FULL_CONFIG = repo_path('configs', 'rass', 'rass_sd21-mask2former_8xb2-160k_ade20k-512x512.py')
+FULL_CONFIG = repo_path('configs', 'rass', 'rass_sd21-base_mask2former_8xb2-160k_ade20k-lq-512x512.py')
 PAPER_TRAINABLE = 27.9e6
 
 
@@ -90,7 +91,11 @@ def test_full_size_config_keys(full_cfg):
     assert full_cfg.model.decode_head.train_cfg.num_points == 12544
     assert full_cfg.model.test_cfg.mode == 'slide' and tuple(full_cfg.model.test_cfg.crop_size) == (512, 512)
     assert full_cfg.optim_wrapper.optimizer.lr == 1e-4 and full_cfg.optim_wrapper.optimizer.weight_decay == 0.05
-    assert full_cfg.optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult == 0.1
+    assert full_cfg.optim_wrapper.paramwise_cfg.lr_mults == dict(backbone=0.1, neck=0.1)
+    assert full_cfg.model.backbone.lora_alpha == 8 and full_cfg.model.backbone.latent_mode == 'sample'
+    assert full_cfg.model.data_preprocessor.type == 'DegradationDataPreProcessor'
+    assert full_cfg.model.data_preprocessor.degrade == 'train'  # the paper trains on images degraded on the fly
+    assert 'ADEChallengeData2016-LQ' in full_cfg.val_dataloader.dataset.data_prefix.img_path
     assert full_cfg.optim_wrapper.type == 'AmpOptimWrapper' and full_cfg.optim_wrapper.clip_grad.max_norm == 0.01
     assert full_cfg.train_cfg.max_iters == 160000 and full_cfg.train_dataloader.batch_size == 2
     assert full_cfg.model.backbone.prompt_source.dataset == 'ADE20KDataset'
@@ -105,7 +110,7 @@ def test_every_config_parses_and_names_registered_types(path):
 
 
 def test_full_size_scr_builds_without_weights_and_trains_only_lora_and_conv_in(full_cfg):
-    cfg = Config.fromfile(repo_path('configs', 'scr', 'scr_sd21_ade20k-512x512.py'))
+    cfg = Config.fromfile(repo_path('configs', 'scr', 'scr_sd21-base_4xb4-100k_ade20k-512x512.py'))
     backbone = cfg.model.backbone
     backbone.pretrained = None
     backbone.vae, backbone.unet, backbone.text_encoder = cfg.sd21_base_vae, cfg.sd21_base_unet, cfg.sd21_base_text_encoder
@@ -137,7 +142,7 @@ def test_every_scr_config_parses_and_names_registered_types(path):
 
 
 def test_full_size_segformer_variant_differs_from_the_paper_config_only_in_its_head(full_cfg):
-    cfg = Config.fromfile(repo_path('configs', 'rass', 'rass_sd21-segformer_8xb2-160k_ade20k-512x512.py'))
+    cfg = Config.fromfile(repo_path('configs', 'rass', 'rass_sd21-base_segformer-head_8xb2-160k_ade20k-lq-512x512.py'))
     backbone = cfg.model.backbone
     backbone.pretrained = None
     backbone.vae, backbone.unet, backbone.text_encoder = cfg.sd21_base_vae, cfg.sd21_base_unet, cfg.sd21_base_text_encoder
@@ -152,3 +157,32 @@ def test_full_size_segformer_variant_differs_from_the_paper_config_only_in_its_h
     paper_trainable = sum(p.numel() for p in paper.parameters() if p.requires_grad)
     assert trainable == paper_trainable - numel(paper.decode_head) + numel(head)
     assert type(model.decode_head).__name__ == 'SegformerHead' and model.decode_head.num_classes == 150
+
+
+def test_paper_optimizer_lr_and_decay_per_parameter():
+    """The public code's detectron2 solver: backbone and projection at lr x0.1, no decay on norms and embeddings."""
+    schedule = Config.fromfile(repo_path('configs', '_base_', 'schedules', 'schedule_160k_rass.py'))
+    model_cfg = Config.fromfile(repo_path('configs', 'rass', 'rass_tiny-sd_mask2former_1xb4-300it_textures-128x128.py'))
+    model = MODELS.build(model_cfg.model)
+    optim_cfg = schedule.optim_wrapper.to_dict()
+    optim_cfg.update(type='OptimWrapper')  # AmpOptimWrapper needs a GPU; the parameter groups are the same
+    optim_cfg.pop('dtype')
+    wrapper = build_optim_wrapper(model, optim_cfg)
+    group_of = {id(p): g for g in wrapper.optimizer.param_groups for p in g['params']}
+    settings = {name: (group_of[id(p)]['lr'], group_of[id(p)]['weight_decay'])
+                for name, p in model.named_parameters() if p.requires_grad}
+    lora = next(n for n in settings if 'lora_A' in n)
+    expected = {
+        lora: (1e-5, 0.05),
+        'backbone.unet.conv_in.base_layer.weight': (1e-5, 0.05),
+        'neck.blocks.0.reduce.conv.weight': (1e-5, 0.05),
+        'neck.blocks.0.reduce.gn.weight': (1e-5, 0.0),
+        'decode_head.query_embed.weight': (1e-4, 0.0),
+        'decode_head.query_feat.weight': (1e-4, 0.0),
+        'decode_head.level_embed.weight': (1e-4, 0.0),
+        'decode_head.cls_embed.weight': (1e-4, 0.05),
+    }
+    for name, (lr, decay) in expected.items():
+        assert settings[name] == pytest.approx((lr, decay)), name
+    norms = [n for n in settings if n.startswith('decode_head') and ('.norm' in n or '.gn.' in n)]
+    assert norms and all(settings[n][1] == 0 for n in norms)

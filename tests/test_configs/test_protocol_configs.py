@@ -21,8 +21,8 @@ from tests.conftest import repo_path
 PROTOCOLS = sorted(glob.glob(repo_path('configs', 'protocols', '*.py')))
 TINY = [path for path in PROTOCOLS if 'tiny' in osp.basename(path)]
 FULL_SIZE_BASELINES = {  # config -> parameters (mmseg's SegFormer-B5 decoder has 256 channels, the paper's 768)
-    'dt_segformer_mit-b5_ade20k-lq-512x512.py': 82_008_406,
-    'dt_mask2former_swin-l_ade20k-lq-640x640.py': 215_488_779,
+    'dt-segformer_mit-b5_8xb2-160k_ade20k-lq-512x512.py': 82_008_406,
+    'dt-mask2former_swin-l-in22k-384x384-pre_8xb2-160k_ade20k-lq-640x640.py': 215_488_779,
 }
 DATASETS = {'ade20k-lq': 'ade20k_lq.py', 'reallq': 'reallq.py', 'textures': 'textures.py'}
 FAST = ['train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
@@ -54,17 +54,22 @@ def degrades_test_images(preprocessor: ConfigDict) -> bool:
     return preprocessor.type == 'DegradationDataPreProcessor' and preprocessor.get('degrade', 'train') == 'test'
 
 
+def protocol_of(path: str) -> str:
+    """'dt', 'ft' or 'r2s': the algorithm part of the name before its first '-' or '_'."""
+    return re.split(r'[-_]', name(path))[0]
+
+
 def dataset_keys(dataset: ConfigDict) -> dict:
     return {key: dataset.get(key) for key in ('type', 'data_root', 'data_prefix', 'img_suffix')}
 
 
 def test_protocol_folder_is_complete():
-    names = {name(path) for path in PROTOCOLS}
     for protocol in ('dt', 'ft', 'r2s'):
+        names = {name(path) for path in PROTOCOLS if protocol_of(path) == protocol}
         for model in ('segformer', 'mask2former'):
-            assert any(n.startswith(protocol + '_') and model in n and 'tiny' in n for n in names), (protocol, model)
+            assert any(model in n and 'tiny' in n for n in names), (protocol, model)
             for dataset in ('ade20k-lq', 'reallq'):
-                assert any(n.startswith(protocol + '_') and model in n and dataset in n for n in names)
+                assert any(model in n and dataset in n for n in names), (protocol, model, dataset)
 
 
 @pytest.mark.parametrize('path', PROTOCOLS, ids=name)
@@ -87,7 +92,7 @@ def test_protocol_config_parses_and_degrades_the_test_set_once(path):
 
     # LQ images are made exactly once: on disk (ADE20K-LQ, RealLQ) or on the fly in test mode (textures-lq)
     online_lq = 'textures-lq' in name(path)
-    protocol = name(path).split('_')[0]
+    protocol = protocol_of(path)
     preprocessor = cfg.model.data_preprocessor
     if protocol == 'dt' and 'textures' in name(path):  # clean training and validation; LQ test: the FT config
         assert preprocessor.type == 'SegDataPreProcessor'
@@ -106,8 +111,7 @@ def test_protocol_config_parses_and_degrades_the_test_set_once(path):
 def test_tiny_config_builds(path):
     cfg = copy.deepcopy(load(path).model)
     if cfg.type == 'RestoreThenSegment':
-        if not osp.isfile(cfg.restorer):
-            pytest.skip(f'restorer config {cfg.restorer} does not exist yet')
+        assert osp.isfile(cfg.restorer), cfg.restorer
         cfg.restorer_checkpoint = cfg.segmentor_checkpoint = None  # checkpoints come from training runs
     model = MODELS.build(cfg)
     if cfg.type == 'RestoreThenSegment':
@@ -124,7 +128,7 @@ def test_full_size_baseline_builds(config):
     model = MODELS.build(copy.deepcopy(cfg.model))  # no weights read: pre-training init_cfg acts in init_weights()
     assert sum(parameter.numel() for parameter in model.parameters()) == FULL_SIZE_BASELINES[config]
     assert model.decode_head.num_classes == 150
-    ft = load(repo_path('configs', 'protocols', config.replace('dt_', 'ft_')))
+    ft = load(repo_path('configs', 'protocols', config.replace('dt-', 'ft-')))
     preprocessor = MODELS.build(copy.deepcopy(ft.model.data_preprocessor))
     assert type(preprocessor).__name__ == 'DegradationDataPreProcessor' and preprocessor.degrade == 'train'
     torch.testing.assert_close(preprocessor.mean.flatten(), model.data_preprocessor.mean.flatten())
@@ -141,8 +145,7 @@ def weight_free(model: ConfigDict, sd21: Config) -> ConfigDict:
 def test_full_size_r2s_configs_name_existing_sub_configs_and_build_without_weights():
     for path in [p for p in PROTOCOLS if name(p).startswith('r2s_scr-sd21')]:
         cfg = load(path)
-        if not osp.isfile(cfg.model.restorer):
-            pytest.skip(f'the full-size SCR config {cfg.model.restorer} does not exist yet')
+        assert osp.isfile(cfg.model.restorer), cfg.model.restorer
         assert osp.isfile(cfg.model.segmentor)
         restorer = load(cfg.model.restorer).model
         assert restorer.type == 'SemanticConstrainedRestorer'
@@ -151,7 +154,7 @@ def test_full_size_r2s_configs_name_existing_sub_configs_and_build_without_weigh
             assert cfg.model.data_preprocessor[key] == restorer.data_preprocessor[key], (path, key)
 
     # SCR + RASS on the meta device (mmseg's MiT and Swin cannot be built there: their drop-path rates call .item())
-    cfg = load(repo_path('configs', 'protocols', 'r2s_scr-sd21_rass_sd21-mask2former_ade20k-lq-512x512.py'))
+    cfg = load(repo_path('configs', 'protocols', 'r2s_scr-sd21-base_rass-sd21-base-mask2former_ade20k-lq-512x512.py'))
     sd21 = load(cfg.model.restorer)
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.restorer = weight_free(sd21.model, sd21)
@@ -166,7 +169,7 @@ def test_full_size_r2s_configs_name_existing_sub_configs_and_build_without_weigh
 
 
 def test_tiny_dt_baseline_trains_through_tools_and_r2s_tests_its_checkpoint(tmp_path):
-    dt = repo_path('configs', 'protocols', 'dt_segformer_mit-tiny_textures-128x128.py')
+    dt = repo_path('configs', 'protocols', 'dt-segformer_mit-tiny_1xb4-300it_textures-128x128.py')
     work_dir = tmp_path / 'dt'
     result = subprocess.run([sys.executable, repo_path('tools', 'train.py'), dt, '--work-dir', str(work_dir),
                              '--cfg-options', 'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=2',
@@ -180,10 +183,9 @@ def test_tiny_dt_baseline_trains_through_tools_and_r2s_tests_its_checkpoint(tmp_
 
     # R2S as mmseg's tools/test.py runs it (in this process, to save a second interpreter start): the DT
     # checkpoint given as load_from goes into the segmentor; LQ images are made on the fly (degrade='test')
-    r2s = repo_path('configs', 'protocols', 'r2s_scr-tiny_segformer_mit-tiny_textures-lq-128x128.py')
+    r2s = repo_path('configs', 'protocols', 'r2s_scr-tiny-sd_segformer-mit-tiny_textures-lq-128x128.py')
     cfg = Config.fromfile(r2s)
-    if not osp.isfile(cfg.model.restorer):
-        pytest.skip('the tiny SCR config does not exist yet')
+    assert osp.isfile(cfg.model.restorer), cfg.model.restorer
     cfg.merge_from_dict({'model.restorer_checkpoint': None, 'model.segmentor_checkpoint': None,
                          'test_dataloader.dataset.data_root': str(tmp_path / 'data' / 'textures'),
                          'test_dataloader.dataset.indices': 4, 'test_dataloader.num_workers': 0,

@@ -19,5 +19,5 @@ def test_refuses_to_train_over_existing_checkpoints(tmp_path):
 
 
 def test_runnable_configs_install_the_guard():
-    cfg = Config.fromfile(repo_path('configs', 'rass', 'rass_tiny-segformer_textures-128x128.py'))
+    cfg = Config.fromfile(repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py'))
     assert cfg.custom_hooks[0].type == 'CheckpointOverwriteGuardHook'

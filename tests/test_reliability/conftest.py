@@ -10,8 +10,8 @@ import torch
 
 from tests.conftest import repo_path
 
-TINY = repo_path('configs', 'rass', 'rass_tiny-segformer_textures-128x128.py')
-TINY_LQ = repo_path('configs', 'rass', 'rass_tiny-segformer_textures-lq-128x128.py')
+TINY = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py')
+TINY_LQ = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-lq-128x128.py')
 # Short CPU runs: no dataloader workers, batch 2, a log line and a checkpoint every iteration, no validation.
 FAST = ['train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False', 'train_dataloader.batch_size=2',
         'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=1', 'train_cfg.val_begin=100000']

@@ -102,6 +102,6 @@ def test_non_finite_loss_hook_checks_every_loss_and_names_the_iteration():
 
 
 def test_runnable_configs_install_the_reliability_hooks():
-    cfg = Config.fromfile(repo_path('configs', 'rass', 'rass_tiny-segformer_textures-128x128.py'))
+    cfg = Config.fromfile(repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py'))
     assert [h.type for h in cfg.custom_hooks] == [
         'CheckpointOverwriteGuardHook', 'NonFiniteLossHook', 'RandomStateCheckpointHook']

@@ -10,8 +10,8 @@ from tests.conftest import repo_path
 sys.path.insert(0, repo_path('tools'))
 import benchmark  # noqa: E402
 
-CONFIG = repo_path('configs', 'rass', 'rass_tiny-segformer_textures-128x128.py')
-M2F_CONFIG = repo_path('configs', 'rass', 'rass_tiny-mask2former_textures-128x128.py')
+CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py')
+M2F_CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_mask2former_1xb4-300it_textures-128x128.py')
 
 
 def independent_counts(config: str) -> tuple:
@@ -37,7 +37,7 @@ def test_benchmark_prints_the_fields_and_counts_match(capsys):
     assert abs(ratio - results[0]['fps'] / results[1]['fps']) < 1e-3
 
 
-FULL_CONFIG = repo_path('configs', 'rass', 'rass_sd21-segformer_8xb2-160k_ade20k-512x512.py')
+FULL_CONFIG = repo_path('configs', 'rass', 'rass_sd21-base_segformer-head_8xb2-160k_ade20k-lq-512x512.py')
 
 
 def test_train_mode_steps_only_the_trainable_parameters():
@@ -73,10 +73,10 @@ def test_without_weights_uses_the_architecture_dicts():
     assert backbone.pretrained is None
     assert backbone.unet == cfg.sd21_base_unet and backbone.vae == cfg.sd21_base_vae
     assert backbone.text_encoder == cfg.sd21_base_text_encoder
-    scr = benchmark.load_config(repo_path('configs', 'scr', 'scr_sd21_ade20k-512x512.py'), without_weights=True)
+    scr = benchmark.load_config(repo_path('configs', 'scr', 'scr_sd21-base_4xb4-100k_ade20k-512x512.py'), without_weights=True)
     assert scr.model.decode_head.lpips_weights is None and scr.model.backbone.pretrained is None
 
 
 def test_without_weights_names_the_config_and_the_missing_keys():
-    with pytest.raises(ValueError, match=r'rass_tiny-segformer_textures-128x128\.py needs .*missing: sd21_base_vae'):
+    with pytest.raises(ValueError, match=r'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128\.py needs .*missing: sd21_base_vae'):
         benchmark.load_config(CONFIG, without_weights=True)

@@ -15,7 +15,7 @@ from tests.conftest import repo_path
 sys.path.insert(0, repo_path('tools'))
 import make_tiny_sd  # noqa: E402
 
-DEMO_CONFIG = repo_path('configs', 'scr', 'scr_tiny-sd_textures-128x128.py')
+DEMO_CONFIG = repo_path('configs', 'scr', 'scr_tiny-sd-textures_1xb4-300it_textures-128x128.py')
 FAST = ['--iters', '3', '--batch-size', '2', '--crop', '32']
 
 
@@ -117,5 +117,5 @@ def test_vae_training_lowers_the_reconstruction_error(tmp_path):
 
 def test_configs_without_the_architecture_are_refused(tmp_path):
     with pytest.raises(SystemExit, match='needs tiny_sd_architecture'):
-        make_tiny_sd.main([repo_path('configs', 'scr', 'scr_tiny_textures-128x128.py')])
+        make_tiny_sd.main([repo_path('configs', 'scr', 'scr_tiny-sd_1xb4-300it_textures-128x128.py')])
     assert not osp.exists(tmp_path / 'tiny_sd')

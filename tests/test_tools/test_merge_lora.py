@@ -14,7 +14,7 @@ from tests.conftest import repo_path
 sys.path.insert(0, repo_path('tools'))
 from merge_lora import merge_checkpoint  # noqa: E402
 
-CONFIG = repo_path('configs', 'rass', 'rass_tiny-segformer_textures-128x128.py')
+CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py')
 
 
 def test_merged_checkpoint_predicts_like_the_lora_model(tmp_path):

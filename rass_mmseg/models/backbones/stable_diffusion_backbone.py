@@ -25,7 +25,9 @@ from ..utils.prompt_encoder import PromptEncoder
 from ..utils.sd_components import build_sd_components
 from ..utils.text_encoding import PromptEncoding
 
-__all__ = ['StableDiffusionBackbone']
+__all__ = ['LATENT_MODES', 'StableDiffusionBackbone']
+
+LATENT_MODES = ('mode', 'sample', 'sample_in_training')
 
 
 def _clear_prompt_cache(module: 'StableDiffusionBackbone', incompatible_keys) -> None:
@@ -45,10 +47,12 @@ class StableDiffusionBackbone(BaseModule):
         prompt_source: A prompt source config (``TASK_UTILS``: ``FixedTextPrompt``, ``ClassNamesPrompt``); its
             phrases are encoded once and condition every image.
         timestep: UNet timestep of the single forward pass.
-        latent_mode: ``'mode'`` (deterministic mean of the VAE posterior) or ``'sample'`` (a sample while training,
-            the mode in eval).
+        latent_mode: Which latent of the VAE posterior: ``'mode'`` (its mean, deterministic), ``'sample'`` (a sample,
+            in training and at test, as the public RASS code does) or ``'sample_in_training'`` (a sample while
+            training, the mean in eval).
         lora_rank: Rank of the trainable LoRA.
-        lora_alpha: LoRA scaling numerator; defaults to ``lora_rank`` (scale 1).
+        lora_alpha: LoRA scaling numerator (the LoRA output is scaled by ``lora_alpha / lora_rank``); peft's default
+            8, which the public RASS code keeps (scale 2 at rank 4).
         lora_targets: Module-name suffixes that get LoRA (peft ``target_modules``).
         merge_adapters: Adapter folders (an SCR LoRA) written by ``export_adapter``, in this layout or the earlier
             one, or plain peft adapter folders; merged into the UNet before the trainable LoRA is added.
@@ -80,7 +84,7 @@ class StableDiffusionBackbone(BaseModule):
                  timestep: int = 1,
                  latent_mode: str = 'mode',
                  lora_rank: int = 4,
-                 lora_alpha: Optional[float] = None,
+                 lora_alpha: float = 8.0,
                  lora_targets: Sequence[str] = DEFAULT_LORA_TARGETS,
                  merge_adapters: Sequence[str] = (),
                  train_conv_in: bool = True,
@@ -92,8 +96,8 @@ class StableDiffusionBackbone(BaseModule):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         name = type(self).__name__
-        if latent_mode not in ('mode', 'sample'):
-            raise ValueError(f"{name} latent_mode must be 'mode' or 'sample', got {latent_mode!r}")
+        if latent_mode not in LATENT_MODES:
+            raise ValueError(f'{name} latent_mode must be one of {LATENT_MODES}, got {latent_mode!r}')
         if attention not in ('sdpa', 'eager'):
             raise ValueError(f"{name} attention must be 'sdpa' or 'eager', got {attention!r}")
         self.vae, self.unet, self.text_encoder, self.tokenizer = build_sd_components(
@@ -111,7 +115,7 @@ class StableDiffusionBackbone(BaseModule):
             self.unet = merge_lora_adapter(self.unet, path, name=f'merged{index}')
         self.deploy = deploy
         if not deploy:
-            add_lora_adapter(self.unet, self.adapter_name, lora_rank, lora_alpha or lora_rank, lora_targets)
+            add_lora_adapter(self.unet, self.adapter_name, lora_rank, lora_alpha, lora_targets)
         trained_lora = set(lora_parameter_names(self.unet, self.adapter_name))
         for param_name, param in self.unet.named_parameters():
             param.requires_grad = param_name in trained_lora
@@ -202,7 +206,7 @@ class StableDiffusionBackbone(BaseModule):
         """VAE-encode images in [-1, 1] into scaled latents (no gradient: the VAE is frozen)."""
         with torch.no_grad():
             posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
-            use_sample = self.latent_mode == 'sample' and self.training
+            use_sample = self.latent_mode == 'sample' or (self.latent_mode == 'sample_in_training' and self.training)
             latents = posterior.sample() if use_sample else posterior.mode()
         return latents * self.vae.config.scaling_factor
 

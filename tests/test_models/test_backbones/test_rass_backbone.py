@@ -162,14 +162,33 @@ def test_gradient_checkpointing_gives_same_gradients(tiny_backbone_cfg):
 
 
 def test_latent_mode(tiny_backbone_cfg):
-    images = torch.rand(1, 3, 64, 64) * 2 - 1
-    backbone = build(tiny_backbone_cfg, latent_mode='sample')
-    assert torch.equal(run(backbone, images)[-1], run(backbone, images)[-1])  # eval uses the mode
-    backbone.train()
+    images = torch.rand(1, 3, 32, 32) * 2 - 1
+
+    def two_encodings(backbone, training):
+        backbone.train(training)
+        with torch.no_grad():
+            return [backbone.encode_latents(images) for _ in range(2)]
+
+    mode = build(tiny_backbone_cfg, latent_mode='mode')
+    posterior = mode.vae.encode(images).latent_dist
+    for training in (True, False):
+        a, b = two_encodings(mode, training)
+        assert torch.equal(a, b) and torch.equal(a, posterior.mode() * mode.vae.config.scaling_factor)
+    sample_in_training = build(tiny_backbone_cfg, latent_mode='sample_in_training')
+    assert not torch.equal(*two_encodings(sample_in_training, True))
+    assert torch.equal(*two_encodings(sample_in_training, False))
+    sample = build(tiny_backbone_cfg, latent_mode='sample')  # the public code samples at test too
+    for training in (True, False):
+        a, b = two_encodings(sample, training)
+        assert not torch.equal(a, b)
+    # samples of the posterior: their mean over many draws is the mode, their spread its std
     with torch.no_grad():
-        a, b = (backbone.encode_latents(images) for _ in range(2))
-    assert not torch.equal(a, b)
-    with pytest.raises(ValueError, match="latent_mode must be 'mode' or 'sample'"):
+        draws = torch.cat([sample.encode_latents(images.expand(32, -1, -1, -1)) for _ in range(2)])
+    draws = draws / sample.vae.config.scaling_factor
+    bound = 5 * posterior.std / draws.shape[0]**0.5  # five standard errors of the mean of 64 draws
+    assert ((draws.mean(0, keepdim=True) - posterior.mode()).abs() <= bound).all()
+    assert ((draws.std(0, keepdim=True) / posterior.std - 1).abs() < 0.5).all()
+    with pytest.raises(ValueError, match="latent_mode must be one of"):
         build(tiny_backbone_cfg, latent_mode='mean')
 
 

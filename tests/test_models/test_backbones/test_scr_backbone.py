@@ -10,7 +10,7 @@ from tests.conftest import repo_path
 
 @pytest.fixture(scope='module')
 def scr_backbone_cfg() -> dict:
-    return Config.fromfile(repo_path('configs', '_base_', 'models', 'scr_tiny.py')).model.backbone.to_dict()
+    return Config.fromfile(repo_path('configs', '_base_', 'models', 'scr_tiny-sd.py')).model.backbone.to_dict()
 
 
 def build(cfg: dict, seed: int = 0, **overrides):

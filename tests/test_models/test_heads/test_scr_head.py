@@ -10,7 +10,7 @@ from tests.conftest import repo_path
 
 @pytest.fixture(scope='module')
 def vae_cfg() -> dict:
-    return Config.fromfile(repo_path('configs', '_base_', 'models', 'rass_tiny.py')).tiny_sd.vae.to_dict()
+    return Config.fromfile(repo_path('configs', '_base_', 'models', 'tiny_sd.py')).tiny_sd.vae.to_dict()
 
 
 def test_decode_maps_latents_to_images_in_unit_range(vae_cfg):

@@ -43,11 +43,11 @@ def make_batch(num_classes: int = 4, batch: int = 2, height: int = 64, width: in
 
 
 def head_cfg(name: str) -> Config:
-    cfg = Config.fromfile(repo_path('configs', '_base_', 'models', 'rass_tiny.py'))
+    cfg = Config.fromfile(repo_path('configs', '_base_', 'models', 'rass_tiny-sd_segformer-head.py'))
     if name == 'SegformerHead':
         return cfg
     if name == 'Mask2FormerHead':
-        return Config.fromfile(repo_path('configs', '_base_', 'models', 'rass_tiny_mask2former.py'))
+        return Config.fromfile(repo_path('configs', '_base_', 'models', 'rass_tiny-sd_mask2former.py'))
     norm_cfg = dict(type='GN', num_groups=8, requires_grad=True)
     heads = dict(
         UPerHead=dict(type='UPerHead', in_channels=[64] * 4, in_index=[0, 1, 2, 3], pool_scales=(1, 2),

@@ -21,8 +21,8 @@ from torch import Tensor, nn
 
 from tests.conftest import repo_path
 
-SEGFORMER_CFG = repo_path('configs', 'protocols', 'dt_segformer_mit-tiny_textures-128x128.py')
-MASK2FORMER_CFG = repo_path('configs', 'protocols', 'dt_mask2former_mit-tiny_textures-128x128.py')
+SEGFORMER_CFG = repo_path('configs', 'protocols', 'dt-segformer_mit-tiny_1xb4-300it_textures-128x128.py')
+MASK2FORMER_CFG = repo_path('configs', 'protocols', 'dt-mask2former_mit-tiny_1xb4-300it_textures-128x128.py')
 RESTORER_PREPROCESSOR = dict(type='SegDataPreProcessor', mean=[127.5] * 3, std=[127.5] * 3, bgr_to_rgb=True)
 HEIGHT, WIDTH = 40, 56  # not multiples of 32: padding paths are exercised
 

@@ -13,7 +13,7 @@ CLASSES = ('brick', 'grass', 'gravel', 'tissue', 'text', 'sand', 'fabric', 'clou
 
 @pytest.fixture(scope='module')
 def scr_cfg() -> dict:
-    cfg = Config.fromfile(repo_path('configs', 'scr', 'scr_tiny_textures-128x128.py'))
+    cfg = Config.fromfile(repo_path('configs', 'scr', 'scr_tiny-sd_1xb4-300it_textures-128x128.py'))
     return cfg.model.to_dict()
 
 

@@ -24,14 +24,14 @@ def write_sd_folder(folder, cfg: dict, seed: int) -> str:
 
 @pytest.fixture(scope='module')
 def sd_folders(tmp_path_factory):
-    cfg = Config.fromfile(repo_path('configs', '_base_', 'models', 'rass_tiny.py')).model.backbone.to_dict()
+    cfg = Config.fromfile(repo_path('configs', '_base_', 'models', 'rass_tiny-sd_segformer-head.py')).model.backbone.to_dict()
     root = tmp_path_factory.mktemp('sd')
     return write_sd_folder(root / 'a', cfg, 0), write_sd_folder(root / 'b', cfg, 1)
 
 
 @pytest.fixture
 def segmentor_cfg(sd_folders):
-    cfg = Config.fromfile(repo_path('configs', 'rass', 'rass_tiny-segformer_textures-128x128.py')).model
+    cfg = Config.fromfile(repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py')).model
     for key in SD_KEYS:
         cfg.backbone.pop(key)
     cfg.backbone.pretrained = sd_folders[0]

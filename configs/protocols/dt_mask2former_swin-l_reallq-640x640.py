@@ -1,5 +1,0 @@
-# The same as dt_mask2former_swin-l_ade20k-lq-640x640.py,
-# tested on RealLQ (../_base_/datasets/reallq.py; tests check the keys match).
-_base_ = ['./dt_mask2former_swin-l_ade20k-lq-640x640.py']
-val_dataloader = dict(dataset=_base_.reallq_dataset)
-test_dataloader = val_dataloader

@@ -1,8 +1,0 @@
-# FT baseline: the DT SegFormer MiT-B5 checkpoint fine-tuned on ADE20K training images degraded on the fly
-# (Real-ESRGAN second order, DegradationDataPreProcessor in degrade='train' mode), tested on ADE20K-LQ.
-# The schedule is the base one (160k); the paper does not state the FT length: set train_cfg.max_iters to shorten.
-_base_ = ['./dt_segformer_mit-b5_ade20k-lq-512x512.py', '../_base_/degradation.py']
-model = dict(
-    data_preprocessor=dict(
-        type='DegradationDataPreProcessor', degrade='train', degradation=_base_.degradation_preprocessor.degradation))
-load_from = 'checkpoints/segformer_mit-b5_512x512_160k_ade20k.pth'

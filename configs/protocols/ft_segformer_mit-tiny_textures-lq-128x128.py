@@ -1,8 +1,0 @@
-# FT baseline, tiny: the DT SegFormer fine-tuned on textures degraded on the fly (Real-ESRGAN second order) and
-# tested on the seeded on-the-fly LQ validation set (degrade='test'). Train the DT config first (load_from);
-# testing the DT checkpoint with this config gives the DT score.
-_base_ = ['./dt_segformer_mit-tiny_textures-128x128.py', '../_base_/degradation.py']
-model = dict(
-    data_preprocessor=dict(
-        type='DegradationDataPreProcessor', degrade='test', degradation=_base_.degradation_preprocessor.degradation))
-load_from = 'work_dirs/dt_segformer_mit-tiny_textures-128x128/iter_300.pth'

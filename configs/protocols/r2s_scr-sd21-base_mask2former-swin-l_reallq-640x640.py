@@ -1,0 +1,5 @@
+# The same as r2s_scr-sd21-base_mask2former-swin-l_ade20k-lq-640x640.py,
+# tested on RealLQ (../_base_/datasets/reallq.py; tests check the keys match).
+_base_ = ['./r2s_scr-sd21-base_mask2former-swin-l_ade20k-lq-640x640.py']
+val_dataloader = dict(dataset=_base_.reallq_dataset)
+test_dataloader = val_dataloader
