@@ -89,7 +89,7 @@ def test_full_size_config_keys(full_cfg):
     assert full_cfg.model.decode_head.num_queries == 100
     assert full_cfg.model.decode_head.transformer_decoder.num_layers == 9
     assert full_cfg.model.decode_head.train_cfg.num_points == 12544
-    assert full_cfg.model.test_cfg.mode == 'slide' and tuple(full_cfg.model.test_cfg.crop_size) == (512, 512)
+    assert full_cfg.model.test_cfg.mode == 'slide_features'  # the public code's: backbone slides, head runs once
     assert full_cfg.optim_wrapper.optimizer.lr == 1e-4 and full_cfg.optim_wrapper.optimizer.weight_decay == 0.05
     assert full_cfg.optim_wrapper.paramwise_cfg.lr_mults == dict(backbone=0.1, neck=0.1)
     assert full_cfg.model.backbone.lora_alpha == 8 and full_cfg.model.backbone.latent_mode == 'sample'

@@ -34,4 +34,7 @@ model = dict(
         bottleneck_channels=128,
         norm_cfg=dict(type='GN', num_groups=32, requires_grad=True)),
     train_cfg=dict(),
-    test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341)))
+    # The public code's test: the backbone and projection slide square windows of the image's short side (512 after
+    # the test Resize) and the head runs once on the whole feature map. mmseg's whole-model sliding instead:
+    # test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341)).
+    test_cfg=dict(mode='slide_features'))

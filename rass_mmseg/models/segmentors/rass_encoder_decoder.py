@@ -1,6 +1,7 @@
 """The RASS segmentor: mmseg's EncoderDecoder plus what it cannot do for a RASS backbone and any head."""
 import inspect
-from typing import Optional
+import math
+from typing import List, Optional, Tuple
 
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
@@ -19,6 +20,12 @@ class RASSEncoderDecoder(EncoderDecoder):
     - a one-line error at build time when the decode head's ``in_channels`` do not fit the neck's outputs;
     - ``mode='tensor'`` (``_forward``) for heads whose ``forward`` needs data samples (``Mask2FormerHead``): it
       returns their semantic logits instead of failing;
+    - ``test_cfg=dict(mode='slide_features')``, the public RASS code's test mode: the backbone and the neck run on
+      square windows (side ``crop_size``, default the image's short side; step ``stride``, default the window side,
+      the last window shifted back inside the image), the features of each output stride are placed at their
+      window's position (floor of the pixel offset / stride) and averaged where windows overlap, and the head runs
+      once on the whole feature map. mmseg's ``'slide'`` instead runs the whole model per 512 crop and averages
+      logits; ``'whole'`` runs it once on the image;
     - one-line errors for the keys that belong to the backbone (``pretrained``, ``prompt_source``).
 
     Everything else (``loss``, ``predict``, whole/slide inference from ``test_cfg``) is mmseg's ``EncoderDecoder``.
@@ -29,7 +36,8 @@ class RASSEncoderDecoder(EncoderDecoder):
         neck: Optional neck config, e.g. ``FeatureProjection``.
         auxiliary_head: Optional auxiliary head config(s).
         train_cfg: Training config.
-        test_cfg: Test config (``mode='whole'`` or ``'slide'`` with ``crop_size`` and ``stride``).
+        test_cfg: Test config: ``mode='whole'``, ``'slide'`` (``crop_size``, ``stride``) or ``'slide_features'``
+            (optional ``crop_size``, ``stride``: ints or (h, w) pairs; square windows of the short side by default).
         data_preprocessor: Data preprocessor config.
         pretrained: Must stay None: the backbone's own ``pretrained`` names the Stable Diffusion folder.
         init_cfg: mmengine init config.
@@ -94,3 +102,49 @@ class RASSEncoderDecoder(EncoderDecoder):
             shape = tuple(inputs.shape[-2:])
             batch_img_metas = [dict(img_shape=shape, pad_shape=shape, ori_shape=shape)] * inputs.shape[0]
         return self.decode_head.predict(x, batch_img_metas, self.test_cfg)
+
+    def inference(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
+        """Semantic logits of ``inputs``; ``test_cfg.mode`` picks whole, slide or slide-features inference."""
+        if self.test_cfg.get('mode') != 'slide_features':
+            return super().inference(inputs, batch_img_metas)
+        return self.decode_head.predict(self.slide_extract_feat(inputs), batch_img_metas, self.test_cfg)
+
+    def _windows(self, height: int, width: int) -> List[Tuple[int, int, int, int]]:
+        """(y1, y2, x1, x2) of the sliding windows over an image, as the public RASS code places them."""
+        crop = self.test_cfg.get('crop_size') or min(height, width)
+        crop_h, crop_w = (crop, crop) if isinstance(crop, int) else crop
+        crop_h, crop_w = min(crop_h, height), min(crop_w, width)
+        stride = self.test_cfg.get('stride') or (crop_h, crop_w)
+        stride_h, stride_w = (stride, stride) if isinstance(stride, int) else stride
+        windows = []
+        for h_index in range(max(height - crop_h + stride_h - 1, 0) // stride_h + 1):
+            for w_index in range(max(width - crop_w + stride_w - 1, 0) // stride_w + 1):
+                y2, x2 = min(h_index * stride_h + crop_h, height), min(w_index * stride_w + crop_w, width)
+                windows.append((max(y2 - crop_h, 0), y2, max(x2 - crop_w, 0), x2))
+        return windows
+
+    def _feature_strides(self, window_height: int, features: List[Tensor]) -> List[int]:
+        """Pixel stride of each feature level: the neck's (or backbone's) own, else read from the shapes."""
+        owner = self.neck if self.with_neck else self.backbone
+        strides = getattr(owner, 'out_strides', None) or getattr(owner, 'feature_strides', None)
+        if strides is not None and len(strides) == len(features):
+            return list(strides)
+        return [2**round(math.log2(window_height / f.shape[-2])) for f in features]
+
+    def slide_extract_feat(self, inputs: Tensor) -> List[Tensor]:
+        """Neck outputs of the whole image assembled from sliding windows (``test_cfg.mode='slide_features'``)."""
+        height, width = inputs.shape[-2:]
+        sums: Optional[List[Tensor]] = None
+        counts: List[Tensor] = []
+        strides: List[int] = []
+        for y1, y2, x1, x2 in self._windows(height, width):
+            features = self.extract_feat(inputs[..., y1:y2, x1:x2])
+            if sums is None:
+                strides = self._feature_strides(y2 - y1, features)
+                sums = [f.new_zeros(f.shape[0], f.shape[1], height // s, width // s) for f, s in zip(features, strides)]
+                counts = [f.new_zeros(1, 1, height // s, width // s) for f, s in zip(features, strides)]
+            for level, (feature, stride) in enumerate(zip(features, strides)):
+                top, bottom, left, right = y1 // stride, y2 // stride, x1 // stride, x2 // stride
+                sums[level][..., top:bottom, left:right] += feature[..., :bottom - top, :right - left]
+                counts[level][..., top:bottom, left:right] += 1
+        return [total / count.clamp(min=1) for total, count in zip(sums, counts)]

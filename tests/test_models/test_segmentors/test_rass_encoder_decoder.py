@@ -151,3 +151,40 @@ def test_head_channels_that_do_not_fit_the_neck_are_refused(tiny_cfg):
     fcn.model.decode_head.in_channels = 32
     with pytest.raises(ValueError, match='expected in_channels=64'):
         build_model(fcn)
+
+
+def test_slide_features_mode_runs_the_backbone_per_window_and_the_head_once():
+    model = build_model(head_cfg('SegformerHead')).eval()
+    inputs = torch.rand(1, 3, 64, 96) * 2 - 1  # short side 64: windows x = 0..64 and 32..96 (the last shifted back)
+    metas = [dict(img_shape=(64, 96), ori_shape=(64, 96), pad_shape=(64, 96))]
+    model.test_cfg = ConfigDict(mode='slide_features')
+    heads, head_forward = [], model.decode_head.forward
+    model.decode_head.forward = lambda features: heads.append(features[0].shape) or head_forward(features)
+    with torch.no_grad():
+        logits = model.inference(inputs, metas)
+        assert heads == [(1, 64, 16, 24)] and logits.shape == (1, 4, 64, 96)  # once, on the whole feature map
+        del model.decode_head.forward
+        # by hand: each window through backbone + neck, placed at offset // stride, averaged where they overlap
+        left, right = model.extract_feat(inputs[..., 0:64]), model.extract_feat(inputs[..., 32:96])
+        expected_features = []
+        for a, b, stride in zip(left, right, (4, 8, 16, 32)):
+            total = torch.zeros(1, a.shape[1], 64 // stride, 96 // stride)
+            count = torch.zeros(1, 1, 64 // stride, 96 // stride)
+            total[..., :, 0:64 // stride] += a
+            count[..., :, 0:64 // stride] += 1
+            total[..., :, 32 // stride:96 // stride] += b
+            count[..., :, 32 // stride:96 // stride] += 1
+            expected_features.append(total / count)
+        expected = model.decode_head.predict(expected_features, metas, model.test_cfg)
+        torch.testing.assert_close(logits, expected)
+        # not the whole-image features, and a square image is one window: whole inference
+        model.test_cfg = ConfigDict(mode='whole')
+        assert not torch.allclose(model.inference(inputs, metas), logits, atol=1e-4)
+        square = inputs[..., :64]
+        square_metas = [dict(img_shape=(64, 64), ori_shape=(64, 64), pad_shape=(64, 64))]
+        whole = model.inference(square, square_metas)
+        model.test_cfg = ConfigDict(mode='slide_features')
+        torch.testing.assert_close(model.inference(square, square_metas), whole)
+        model.test_cfg = ConfigDict(mode='slide_features', crop_size=32, stride=16)
+        assert model._windows(64, 96)[:3] == [(0, 32, 0, 32), (0, 32, 16, 48), (0, 32, 32, 64)]
+        assert model.inference(inputs, metas).shape == (1, 4, 64, 96)
