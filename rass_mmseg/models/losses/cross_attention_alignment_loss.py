@@ -5,6 +5,11 @@ the SCR training prompt of an image lists the classes present in its ground trut
 has a mask. For each (image, class) pair the probabilities of the class's tokens are averaged over the
 attention heads, over the captured layers (resized to the largest captured grid) and over the class's
 tokens; the class mask is area-resized to the same grid; map and mask are normalised and compared.
+
+Negatives: the prompt may also name classes that are absent from the image (distractors, so that the test-time
+prompt of all class names is no surprise). Their mask is empty, and their attention is pushed to zero: the map is
+scaled by the image's reference peak (the largest attention of a present class's tokens, not differentiated), so
+an absent class attended as strongly as the best-attended present class costs as much as a completely wrong mask.
 """
 from typing import Dict, List, Mapping, Sequence
 
@@ -39,24 +44,29 @@ class CrossAttentionAlignmentLoss(nn.Module):
     - ``'kl'``: map and mask each divided by their spatial sum (distributions over the grid);
       KL(mask || map).
 
-    The loss is the mean over all (image, class) pairs of the batch. Pixels labelled ``ignore_index``
-    belong to no class. Images without an annotated class contribute nothing; a batch without any gives a
-    zero loss that still depends on the maps (no NaN, no unused-parameter errors).
+    The loss is the mean over all (image, present class) pairs of the batch, plus ``negative_weight`` times the
+    mean over all (image, absent class) pairs of the negative term: the map divided by the image's reference peak,
+    against an empty mask (``'mse'``: mean square; ``'bce'``: cross-entropy with target 0; ``'kl'``, which has no
+    distribution for an empty mask: mean absolute value). Pixels labelled ``ignore_index`` belong to no class.
+    Images without an annotated class contribute nothing; a batch without any gives a zero loss that still depends
+    on the maps (no NaN, no unused-parameter errors).
 
     Args:
         mode: ``'mse'``, ``'bce'`` or ``'kl'``.
         loss_weight: Factor of the loss.
+        negative_weight: Factor of the term of absent classes.
         ignore_index: Label value that marks unannotated pixels.
         loss_name: Key of the loss in the losses dict (must start with ``'loss_'`` to be optimised).
     """
 
-    def __init__(self, mode: str = 'mse', loss_weight: float = 1.0, ignore_index: int = 255,
-                 loss_name: str = 'loss_scl') -> None:
+    def __init__(self, mode: str = 'mse', loss_weight: float = 1.0, negative_weight: float = 1.0,
+                 ignore_index: int = 255, loss_name: str = 'loss_scl') -> None:
         super().__init__()
         if mode not in ('mse', 'bce', 'kl'):
             raise ValueError(f"CrossAttentionAlignmentLoss mode must be 'mse', 'bce' or 'kl', got {mode!r}")
         self.mode = mode
         self.loss_weight = loss_weight
+        self.negative_weight = negative_weight
         self.ignore_index = ignore_index
         self._loss_name = loss_name
 
@@ -77,6 +87,15 @@ class CrossAttentionAlignmentLoss(nn.Module):
             return ((scaled - target)**2).mean(dim=1)
         scaled = scaled.clamp(_EPS, 1 - _EPS)
         return F.binary_cross_entropy(scaled, target, reduction='none').mean(dim=1)
+
+    def _negative_distance(self, scaled: Tensor) -> Tensor:
+        """Per-pair distance of (P, H, W) maps, scaled by their image's reference peak, to an empty mask."""
+        scaled = scaled.flatten(1)
+        if self.mode == 'mse':
+            return (scaled**2).mean(dim=1)
+        if self.mode == 'bce':
+            return -torch.log((1 - scaled).clamp_min(_EPS)).mean(dim=1)
+        return scaled.abs().mean(dim=1)
 
     def forward(self, attention_maps: Mapping[str, Tensor], class_token_positions: Sequence[Dict[int, List[int]]],
                 gt_sem_seg: Tensor) -> Tensor:
@@ -100,17 +119,30 @@ class CrossAttentionAlignmentLoss(nn.Module):
         if len(class_token_positions) != attention.shape[0] or gt_sem_seg.shape[0] != attention.shape[0]:
             raise ValueError(f'CrossAttentionAlignmentLoss: {attention.shape[0]} attention maps, '
                              f'{len(class_token_positions)} token maps and {gt_sem_seg.shape[0]} label maps')
-        maps, masks = [], []
+        maps, masks, negatives = [], [], []
         for index, positions in enumerate(class_token_positions):
+            image_maps, image_negatives = [], []
             for label, tokens in positions.items():
                 if not tokens:
                     continue
                 if max(tokens) >= attention.shape[1]:
                     raise ValueError(f'CrossAttentionAlignmentLoss: token position {max(tokens)} of class {label} is '
                                      f'outside the prompt of {attention.shape[1]} tokens')
-                maps.append(attention[index, tokens].mean(dim=0))
-                masks.append((gt_sem_seg[index] == label).to(attention.dtype))
+                class_map = attention[index, tokens].mean(dim=0)
+                mask = (gt_sem_seg[index] == label).to(attention.dtype)
+                if mask.any():
+                    image_maps.append(class_map)
+                    masks.append(mask)
+                else:
+                    image_negatives.append(class_map)
+            maps += image_maps
+            if image_negatives and image_maps:
+                peak = torch.stack(image_maps).amax().detach().clamp_min(_EPS)
+                negatives += [m / peak for m in image_negatives]
         if not maps:
             return attention.sum() * 0.0
         masks = F.adaptive_avg_pool2d(torch.stack(masks)[:, None], attention.shape[-2:])[:, 0]
-        return self.loss_weight * self._distance(torch.stack(maps), masks).mean()
+        loss = self._distance(torch.stack(maps), masks).mean()
+        if negatives and self.negative_weight:
+            loss = loss + self.negative_weight * self._negative_distance(torch.stack(negatives)).mean()
+        return self.loss_weight * loss

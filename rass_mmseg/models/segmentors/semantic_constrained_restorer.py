@@ -1,5 +1,5 @@
 """SCR, stage 1 of RASS: a semantics-aware one-step restorer driven by mmseg's Runner, datasets and tools."""
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import torch
 from mmengine.structures import PixelData
@@ -44,6 +44,10 @@ class SemanticConstrainedRestorer(BaseSegmentor):
         gt_class_prompt: A ``ClassNamesPrompt`` config (``TASK_UTILS``) whose classes are indexed by the
             ground-truth labels (its template formats each name); None trains with the backbone's prompt and no
             alignment loss.
+        negative_classes: Classes absent from an image that its training prompt names too (their attention is pushed
+            to zero by L_SCL): a number drawn at random per image (torch's generator, so a seeded run repeats), or
+            ``'all'`` for every class name, i.e. the prompt of ``ClassNamesPrompt`` at test time. The phrases follow
+            the class order, as that prompt does. 0: only the present classes.
         ignore_index: Label of unannotated pixels.
         data_preprocessor: Data preprocessor config (the degradation preprocessor).
         train_cfg: Unused; kept for mmseg's config layout.
@@ -58,6 +62,7 @@ class SemanticConstrainedRestorer(BaseSegmentor):
                  decode_head: ConfigType,
                  alignment_loss: OptConfigType = None,
                  gt_class_prompt: OptConfigType = None,
+                 negative_classes: Union[int, str] = 0,
                  ignore_index: int = 255,
                  data_preprocessor: OptConfigType = None,
                  train_cfg: OptConfigType = None,
@@ -83,32 +88,46 @@ class SemanticConstrainedRestorer(BaseSegmentor):
                              'of the ground-truth labels)')
         if self.alignment_loss is not None and getattr(self.backbone, 'attention_store', None) is None:
             raise ValueError('SemanticConstrainedRestorer: alignment_loss needs backbone.attention_strides')
+        if not (negative_classes == 'all' or (isinstance(negative_classes, int) and negative_classes >= 0)):
+            raise ValueError(f"SemanticConstrainedRestorer negative_classes must be an int >= 0 or 'all', got "
+                             f'{negative_classes!r}')
+        self.negative_classes = negative_classes
         self.ignore_index = ignore_index
         self.train_cfg, self.test_cfg = train_cfg, test_cfg
         self.register_load_state_dict_pre_hook(_move_decoder_keys)
 
     def _gt_class_prompts(self, gt: Tensor):
-        """Per-image prompts of the classes present in ``gt`` (N, H, W).
+        """Per-image prompts of the classes present in ``gt`` (N, H, W), plus ``negative_classes`` absent ones.
 
         Returns:
             Embeddings (N, L, D) padded to the longest prompt, the (N, L) attention mask (None when no padding
             was needed) and, per image, class index -> token positions.
         """
         names = self.gt_class_prompt.phrases()
-        present_per_image: List[List[int]] = []
+        named_per_image: List[List[int]] = []
         for labels in gt:
             present = [int(c) for c in torch.unique(labels).tolist() if c != self.ignore_index]
             unknown = [c for c in present if not 0 <= c < len(names)]
             if unknown:
                 raise ValueError(f'SemanticConstrainedRestorer: label {unknown[0]} has no name in gt_class_prompt '
                                  f'({len(names)} classes); check the dataset and ignore_index')
-            present_per_image.append(present)
+            named_per_image.append(sorted(present + self._negatives(present, len(names))))
         embeddings, mask, positions = self.backbone.prompt_encoder.encode_batch(
-            [[names[c] for c in present] or [''] for present in present_per_image])
+            [[names[c] for c in named] or [''] for named in named_per_image])
         token_maps: List[Dict[int, List[int]]] = [
-            {c: image_positions[i] for i, c in enumerate(present)}
-            for present, image_positions in zip(present_per_image, positions)]
+            {c: image_positions[i] for i, c in enumerate(named)}
+            for named, image_positions in zip(named_per_image, positions)]
         return embeddings, mask, token_maps
+
+    def _negatives(self, present: List[int], num_classes: int) -> List[int]:
+        """Absent classes to name in an image's training prompt."""
+        absent = [c for c in range(num_classes) if c not in present]
+        if self.negative_classes == 'all':
+            return absent
+        if not present or not self.negative_classes:
+            return []  # no random draw: runs without negatives keep their random stream
+        order = torch.randperm(len(absent)).tolist()
+        return [absent[i] for i in order[:self.negative_classes]]
 
     def extract_feat(self, inputs: Tensor) -> Tensor:
         """Clean latents of ``inputs`` (N, 3, H, W) in [-1, 1] with the inference prompt."""

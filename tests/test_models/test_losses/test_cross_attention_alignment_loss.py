@@ -95,3 +95,30 @@ def test_bad_input_errors():
         loss(maps, [{0: [7]}], torch.zeros(1, 4, 4, dtype=torch.long))
     with pytest.raises(ValueError, match='1 attention maps, 2 token maps'):
         loss(maps, [{}, {}], torch.zeros(1, 4, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize('mode', ['mse', 'bce', 'kl'])
+def test_absent_classes_are_pushed_to_zero_relative_to_the_present_peak(mode):
+    gt = torch.zeros(1, 4, 4, dtype=torch.long)
+    gt[:, :, 2:] = 1  # classes 0 and 1 present; class 5 is named in the prompt but absent
+    present = torch.rand(1, 2, 4, 4, dtype=torch.float64) * 0.5 + 0.1
+    absent = torch.rand(1, 1, 4, 4, dtype=torch.float64) * 0.3
+    absent.requires_grad_(True)
+    present.requires_grad_(True)
+    positions = [{0: [0], 1: [1], 5: [2]}]
+    maps = _maps_from(torch.cat([present, absent], dim=1))
+    loss = CrossAttentionAlignmentLoss(mode=mode, negative_weight=0.5)
+    value = loss(maps, positions, gt)
+    # by hand: the present pairs as before, plus 0.5 x the absent map over the peak of the present maps vs nothing
+    positive = _reference(present.detach().numpy(), gt.numpy(), [{0: [0], 1: [1]}], mode)
+    scaled = (absent.detach() / present.detach().max()).numpy().ravel()
+    negative = {'mse': (scaled**2).mean(), 'bce': -np.log(1 - scaled).mean(), 'kl': np.abs(scaled).mean()}[mode]
+    assert value.item() == pytest.approx(positive + 0.5 * negative, rel=1e-6)
+    value.backward()
+    assert (absent.grad >= 0).all() and absent.grad.abs().sum() > 0  # less attention on the absent class is better
+    # the peak is a reference, not a target: the present maps get the gradient of the positive term only
+    present_grad = present.grad.clone()
+    present.grad = None
+    loss_without = CrossAttentionAlignmentLoss(mode=mode, negative_weight=0.0)
+    loss_without(_maps_from(torch.cat([present, absent.detach()], dim=1)), positions, gt).backward()
+    torch.testing.assert_close(present_grad, present.grad)

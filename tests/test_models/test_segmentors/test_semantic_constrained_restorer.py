@@ -94,3 +94,33 @@ def test_predict_restore_and_tensor_mode_agree(scr_cfg):
     torch.testing.assert_close(tensor, restored)
     torch.testing.assert_close(torch.stack([s.restored_img.data for s in samples]), restored)
     assert all('lq_img' in s and 'gt_hq_img' in s for s in samples)  # degrade='test': LQ input and clean target
+
+
+def test_negative_classes_add_absent_names_in_class_order(scr_cfg):
+    gt = torch.full((2, 8, 8), 255)
+    gt[0, :4], gt[0, 4:], gt[1, :2] = 5, 1, 7
+    model = build(scr_cfg, negative_classes=2)
+    torch.manual_seed(3)
+    _, _, token_maps = model._gt_class_prompts(gt)
+    for present, classes in zip(({1, 5}, {7}), token_maps):
+        assert present <= set(classes) and len(classes) == len(present) + 2
+    # the prompt lists its names in class order, like the test-time prompt of all class names
+    names = model.gt_class_prompt.phrases()
+    first = sorted(token_maps[0])
+    tokenizer_ids = model.backbone.tokenizer(','.join(names[c] for c in first), add_special_tokens=True)['input_ids']
+    assert [tokenizer_ids[p] for p in token_maps[0][first[0]]] == model.backbone.tokenizer(
+        names[first[0]], add_special_tokens=False)['input_ids']
+    everything = build(scr_cfg, negative_classes='all')
+    embeddings, _, token_maps = everything._gt_class_prompts(gt)
+    assert all(sorted(classes) == list(range(8)) for classes in token_maps)
+    # with every class named, the training prompt is the test-time prompt of all class names
+    test_time = everything.backbone.encode_prompt(names).embeddings
+    torch.testing.assert_close(embeddings[:1], test_time)
+    with pytest.raises(ValueError, match="negative_classes must be an int >= 0 or 'all'"):
+        build(scr_cfg, negative_classes=-1)
+
+
+def test_loss_with_negatives_trains(scr_cfg):
+    model = build(scr_cfg, negative_classes=3).train()
+    losses = model(**batch(model, training=True), mode='loss')
+    assert torch.isfinite(losses['loss_scl']) and losses['loss_scl'] > 0
