@@ -1,7 +1,8 @@
 from .hooks import CheckpointOverwriteGuardHook, NonFiniteLossHook, RandomStateCheckpointHook
-from .optim_wrappers import CPUAmpOptimWrapper, Detectron2OptimWrapperConstructor
+from .model_wrappers import TwoStepDistributedDataParallel
+from .optim_wrappers import CPUAmpOptimWrapper, Detectron2OptimWrapperConstructor, SCRVSDOptimWrapperConstructor
 
 __all__ = [
     'CheckpointOverwriteGuardHook', 'CPUAmpOptimWrapper', 'Detectron2OptimWrapperConstructor', 'NonFiniteLossHook',
-    'RandomStateCheckpointHook'
+    'RandomStateCheckpointHook', 'SCRVSDOptimWrapperConstructor', 'TwoStepDistributedDataParallel'
 ]

@@ -1,4 +1,5 @@
 from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
 from .detectron2_optim_wrapper_constructor import Detectron2OptimWrapperConstructor
+from .scr_vsd_optim_wrapper_constructor import SCRVSDOptimWrapperConstructor
 
-__all__ = ['CPUAmpOptimWrapper', 'Detectron2OptimWrapperConstructor']
+__all__ = ['CPUAmpOptimWrapper', 'Detectron2OptimWrapperConstructor', 'SCRVSDOptimWrapperConstructor']

@@ -6,7 +6,7 @@ UNet (a_t: the schedule's cumulative alpha product). :class:`~rass_mmseg.models.
 VAE decoder. Trainable: the SCR LoRA adapter and ``conv_in``; VAE, text encoder and UNet base weights are frozen.
 """
 import os.path as osp
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from diffusers import DDPMScheduler
@@ -62,8 +62,8 @@ class SCRBackbone(StableDiffusionBackbone):
         if schedule.config.get('thresholding', False):
             raise ValueError('SCRBackbone: scheduler thresholding is not supported for one-step restoration')
         self.clip_sample_range = schedule.config.clip_sample_range if schedule.config.clip_sample else None
-        alpha_prod = float(schedule.alphas_cumprod[timestep])
-        self.sqrt_alpha_prod, self.sqrt_one_minus_alpha_prod = alpha_prod**0.5, (1 - alpha_prod)**0.5
+        self.num_train_timesteps = num_steps
+        self.register_buffer('alphas_cumprod', schedule.alphas_cumprod.float(), persistent=False)
         self.capture_layers: List[str] = []
         self.attention_store: Optional[CrossAttentionStore] = None
         if attention_strides:
@@ -82,12 +82,23 @@ class SCRBackbone(StableDiffusionBackbone):
             return DDPMScheduler.from_pretrained(pretrained, subfolder='scheduler', local_files_only=True)
         return DDPMScheduler(**SD21_BASE_SCHEDULER)
 
-    def predict_clean_latents(self, noisy: Tensor, prediction: Tensor) -> Tensor:
-        """The clean latent x0 that the UNet's ``prediction`` at ``timestep`` implies for ``noisy`` latents."""
+    def _alpha_prods(self, timesteps: Tensor, like: Tensor) -> Tuple[Tensor, Tensor]:
+        """sqrt(a_t) and sqrt(1 - a_t) of per-image ``timesteps``, shaped to broadcast over ``like``."""
+        alpha_prod = self.alphas_cumprod.to(like.device)[timesteps].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+        return alpha_prod.sqrt(), (1 - alpha_prod).sqrt()
+
+    def add_noise(self, clean: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
+        """The forward diffusion: sqrt(a_t) * clean + sqrt(1 - a_t) * noise, per image."""
+        sqrt_alpha, sqrt_one_minus = self._alpha_prods(timesteps, clean)
+        return sqrt_alpha * clean + sqrt_one_minus * noise
+
+    def clean_latents(self, noisy: Tensor, prediction: Tensor, timesteps: Tensor) -> Tensor:
+        """The clean latent x0 that the UNet's ``prediction`` at per-image ``timesteps`` implies for ``noisy``."""
+        sqrt_alpha, sqrt_one_minus = self._alpha_prods(timesteps, noisy)
         if self.prediction_type == 'epsilon':
-            clean = (noisy - self.sqrt_one_minus_alpha_prod * prediction) / self.sqrt_alpha_prod
+            clean = (noisy - sqrt_one_minus * prediction) / sqrt_alpha
         elif self.prediction_type == 'v_prediction':
-            clean = self.sqrt_alpha_prod * noisy - self.sqrt_one_minus_alpha_prod * prediction
+            clean = sqrt_alpha * noisy - sqrt_one_minus * prediction
         else:
             clean = prediction
         if self.clip_sample_range is not None:
@@ -118,4 +129,4 @@ class SCRBackbone(StableDiffusionBackbone):
             self.attention_store.start(tuple(latents.shape[-2:]))
         prediction = self.unet(latents, self.timesteps(images.shape[0], images.device),
                                encoder_hidden_states=conditioning, encoder_attention_mask=encoder_attention_mask).sample
-        return self.predict_clean_latents(latents, prediction)
+        return self.clean_latents(latents, prediction, self.timesteps(images.shape[0], images.device))

@@ -1,3 +1,4 @@
 from .cross_attention_alignment_loss import CrossAttentionAlignmentLoss
+from .variational_score_distillation_loss import VariationalScoreDistillationLoss
 
-__all__ = ['CrossAttentionAlignmentLoss']
+__all__ = ['CrossAttentionAlignmentLoss', 'VariationalScoreDistillationLoss']

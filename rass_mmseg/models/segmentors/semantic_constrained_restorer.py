@@ -1,7 +1,8 @@
 """SCR, stage 1 of RASS: a semantics-aware one-step restorer driven by mmseg's Runner, datasets and tools."""
-from typing import Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
+from mmengine.optim import OptimWrapperDict
 from mmengine.structures import PixelData
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS, TASK_UTILS
@@ -41,6 +42,11 @@ class SemanticConstrainedRestorer(BaseSegmentor):
             ``prompt_source``).
         decode_head: Config of :class:`~rass_mmseg.models.heads.SCRHead`.
         alignment_loss: Config of :class:`~rass_mmseg.models.losses.CrossAttentionAlignmentLoss`, or None.
+        vsd_loss: Config of :class:`~rass_mmseg.models.losses.VariationalScoreDistillationLoss` (OSEDiff's third
+            term), or None. It trains a regulariser adapter with an optimizer of its own: the ``optim_wrapper`` must
+            then hold ``generator`` and ``regularizer`` wrappers (``constructor='SCRVSDOptimWrapperConstructor'``),
+            and several processes need ``model_wrapper_cfg=dict(type='TwoStepDistributedDataParallel',
+            find_unused_parameters=True)``.
         gt_class_prompt: A ``ClassNamesPrompt`` config (``TASK_UTILS``) whose classes are indexed by the
             ground-truth labels (its template formats each name); None trains with the backbone's prompt and no
             alignment loss.
@@ -61,6 +67,7 @@ class SemanticConstrainedRestorer(BaseSegmentor):
                  backbone: ConfigType,
                  decode_head: ConfigType,
                  alignment_loss: OptConfigType = None,
+                 vsd_loss: OptConfigType = None,
                  gt_class_prompt: OptConfigType = None,
                  negative_classes: Union[int, str] = 0,
                  ignore_index: int = 255,
@@ -83,6 +90,10 @@ class SemanticConstrainedRestorer(BaseSegmentor):
         self.decode_head = MODELS.build(decode_head)
         self.gt_class_prompt = TASK_UTILS.build(gt_class_prompt) if gt_class_prompt is not None else None
         self.alignment_loss = MODELS.build(alignment_loss) if alignment_loss is not None else None
+        self.vsd_loss = MODELS.build(vsd_loss) if vsd_loss is not None else None
+        if self.vsd_loss is not None:
+            self.vsd_loss.attach(self.backbone)
+        self._regularizer_inputs: Optional[tuple] = None
         if self.alignment_loss is not None and self.gt_class_prompt is None:
             raise ValueError('SemanticConstrainedRestorer: alignment_loss needs gt_class_prompt (the class names '
                              'of the ground-truth labels)')
@@ -168,7 +179,50 @@ class SemanticConstrainedRestorer(BaseSegmentor):
         losses = self.decode_head.loss(restored, target[..., :height, :width])
         if capture:
             losses[self.alignment_loss.loss_name] = self.alignment_loss(maps, token_maps, gt.to(inputs.device))
+        if self.vsd_loss is not None:
+            conditioning = self.backbone._conditioning(latents.shape[0], embeddings, latents.device)
+            losses[self.vsd_loss.loss_name] = self.vsd_loss(self.backbone, latents, conditioning, mask)
+            self._regularizer_inputs = (latents.detach(), conditioning.detach(), mask)
         return losses
+
+    def forward(self, inputs: Tensor, data_samples: OptSampleList = None, mode: str = 'tensor'):
+        """mmseg's modes, and ``'vsd_regularizer'``: the regulariser's loss on the latents of the last ``loss``
+        (a mode so that a distributed wrapper's forward, and its gradient synchronisation, runs it)."""
+        if mode == 'vsd_regularizer':
+            if self._regularizer_inputs is None:
+                raise RuntimeError('SemanticConstrainedRestorer: the vsd_regularizer step needs a loss step first')
+            latents, conditioning, mask = self._regularizer_inputs
+            self._regularizer_inputs = None
+            return {'loss_vsd_regularizer': self.vsd_loss.regularizer_loss(self.backbone, latents, conditioning, mask)}
+        return super().forward(inputs, data_samples, mode)
+
+    def train_step(self, data, optim_wrapper, forward: Optional[Callable] = None) -> Dict[str, Tensor]:
+        """mmseg's training step; with VSD two updates: the restorer (``generator``), then the regulariser.
+
+        Args:
+            data: A batch from the dataloader.
+            optim_wrapper: An ``OptimWrapper``, or with VSD an ``OptimWrapperDict`` with ``generator`` and
+                ``regularizer``.
+            forward: What runs the model (a distributed wrapper passes itself); defaults to this model.
+        """
+        if self.vsd_loss is None:
+            return super().train_step(data, optim_wrapper)
+        if not isinstance(optim_wrapper, OptimWrapperDict) or set(optim_wrapper.keys()) != {'generator', 'regularizer'}:
+            raise ValueError('SemanticConstrainedRestorer with vsd_loss needs optim_wrapper with a generator and a '
+                             "regularizer: set optim_wrapper.constructor='SCRVSDOptimWrapperConstructor'")
+        forward = forward or self
+        generator, regularizer = optim_wrapper['generator'], optim_wrapper['regularizer']
+        with generator.optim_context(forward):
+            data = self.data_preprocessor(data, True)
+            losses = forward(**data, mode='loss')
+        parsed, log_vars = self.parse_losses(losses)
+        generator.update_params(parsed)
+        with regularizer.optim_context(forward):
+            regularizer_losses = forward(data['inputs'], mode='vsd_regularizer')
+        parsed, regularizer_log = self.parse_losses(regularizer_losses)
+        regularizer.update_params(parsed)
+        log_vars['loss_vsd_regularizer'] = regularizer_log['loss_vsd_regularizer']
+        return log_vars
 
     def predict(self, inputs: Tensor, data_samples: OptSampleList = None) -> SampleList:
         """Restore ``inputs`` and store each image as ``data_sample.restored_img``."""

@@ -36,7 +36,7 @@ def batch(model, training: bool, labels=((0, 2), (1, ))):
 
 
 def test_ground_truth_prompts_name_the_present_classes(scr_cfg):
-    model = build(scr_cfg)
+    model = build(scr_cfg, negative_classes=0)
     gt = torch.full((2, 8, 8), 255)
     gt[0, :4], gt[0, 4:], gt[1, :2] = 5, 1, 7
     embeddings, mask, token_maps = model._gt_class_prompts(gt)
@@ -52,7 +52,7 @@ def test_ground_truth_prompts_name_the_present_classes(scr_cfg):
 
 def test_prompts_of_different_lengths_are_padded_with_a_mask(scr_cfg):
     names = ['x' * 100, 'short']  # the byte-level tokenizer: one token per character, > 1 window
-    model = build(scr_cfg, gt_class_prompt=dict(type='ClassNamesPrompt', classes=names))
+    model = build(scr_cfg, gt_class_prompt=dict(type='ClassNamesPrompt', classes=names), negative_classes=0)
     gt = torch.stack([torch.zeros(4, 4, dtype=torch.long), torch.ones(4, 4, dtype=torch.long)])
     embeddings, mask, token_maps = model._gt_class_prompts(gt)
     assert embeddings.shape[1] == 2 * 77 and mask.tolist()[1] == [1] * 77 + [0] * 77

@@ -1,0 +1,3 @@
+from .two_step_distributed_data_parallel import TwoStepDistributedDataParallel
+
+__all__ = ['TwoStepDistributedDataParallel']

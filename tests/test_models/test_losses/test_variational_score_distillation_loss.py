@@ -1,0 +1,144 @@
+"""VSD (OSEDiff's third loss term): the three views of one UNet, the gradient, and the two-optimizer step."""
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+from mmengine.config import Config
+from mmengine.optim import OptimWrapper, build_optim_wrapper
+from mmseg.registry import MODELS
+
+from rass_mmseg.models.losses import VariationalScoreDistillationLoss
+from rass_mmseg.models.utils.lora import _base_weights, lora_parameter_names
+from tests.conftest import repo_path
+from tests.test_models.test_segmentors.test_semantic_constrained_restorer import batch
+
+SCR = repo_path('configs', 'scr', 'scr_tiny-sd_1xb4-300it_textures-128x128.py')
+
+
+@pytest.fixture(scope='module')
+def scr_cfg() -> dict:
+    cfg = Config.fromfile(SCR).model.to_dict()
+    cfg['vsd_loss'] = dict(type='VariationalScoreDistillationLoss', guidance_scale=3.0)
+    return cfg
+
+
+def build(cfg: dict, seed: int = 0):
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg)
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():  # a trained restorer: non-zero SCR LoRA and a changed conv_in
+        for name, param in model.backbone.unet.named_parameters():
+            if '.scr.' in name or ('conv_in' in name and 'lora_' not in name):
+                param.add_(torch.randn(param.shape, generator=generator) * 0.05)
+    return model
+
+
+def plain_unet(model) -> UNet2DConditionModel:
+    """The pretrained UNet as a separate diffusers model: no LoRA layers, the conv_in of before training."""
+    unet = UNet2DConditionModel(**Config.fromfile(SCR).tiny_sd.unet)
+    weights = _base_weights(model.backbone.unet)
+    weights.update({name.replace('.base_layer', ''): value for name, value in model.vsd_loss._originals().items()})
+    unet.load_state_dict(weights)
+    return unet.eval()
+
+
+def inputs(model, size=8):
+    generator = torch.Generator().manual_seed(5)
+    noisy = torch.randn(2, 4, size, size, generator=generator)
+    conditioning = torch.randn(2, 6, 32, generator=generator)
+    return noisy, torch.tensor([100, 700]), conditioning
+
+
+def test_pretrained_view_is_the_plain_unet_with_guidance(scr_cfg):
+    model = build(scr_cfg).eval()
+    noisy, timesteps, conditioning = inputs(model)
+    unet = plain_unet(model)
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    with torch.no_grad():
+        ours = model.vsd_loss.pretrained_noise(model.backbone, noisy, timesteps, conditioning, None)
+        negative = model.backbone.encode_prompt(['']).embeddings.expand(2, -1, -1)
+        uncond = unet(noisy, timesteps, encoder_hidden_states=negative).sample
+        cond = unet(noisy, timesteps, encoder_hidden_states=conditioning).sample
+    torch.testing.assert_close(ours, uncond + 3.0 * (cond - uncond), rtol=1e-4, atol=1e-5)
+    assert flags == {n: p.requires_grad for n, p in model.named_parameters()}  # the views change no flag
+    without_vsd = build({k: v for k, v in scr_cfg.items() if k != 'vsd_loss'}).eval()
+    with torch.no_grad():  # the generator is the same restorer as without VSD: its trained LoRA and conv_in
+        generator = model.backbone.unet(noisy, timesteps, encoder_hidden_states=conditioning).sample
+        torch.testing.assert_close(
+            generator, without_vsd.backbone.unet(noisy, timesteps, encoder_hidden_states=conditioning).sample)
+    assert not torch.allclose(generator, cond, atol=1e-3)
+
+
+def test_regularizer_view_has_only_its_own_adapter(scr_cfg):
+    model = build(scr_cfg).eval()
+    noisy, timesteps, conditioning = inputs(model)
+    loss = model.vsd_loss
+    with torch.no_grad():
+        fresh = loss.regularizer_noise(model.backbone, noisy, timesteps, conditioning, None)
+        plain = plain_unet(model)(noisy, timesteps, encoder_hidden_states=conditioning).sample
+        torch.testing.assert_close(fresh, plain, rtol=1e-4, atol=1e-5)  # a new adapter is a no-op
+        for name in lora_parameter_names(model.backbone.unet, 'vsd'):
+            if 'lora_B' in name:
+                model.backbone.unet.get_parameter(name).fill_(0.01)
+        trained = loss.regularizer_noise(model.backbone, noisy, timesteps, conditioning, None)
+        for name in lora_parameter_names(model.backbone.unet, 'scr'):
+            model.backbone.unet.get_parameter(name).mul_(3)  # the generator's adapter plays no part
+        assert torch.equal(trained, loss.regularizer_noise(model.backbone, noisy, timesteps, conditioning, None))
+    assert not torch.allclose(trained, fresh, atol=1e-4)
+
+
+def test_vsd_gradient_is_the_difference_of_the_two_clean_latents(scr_cfg, monkeypatch):
+    model = build(scr_cfg)
+    backbone, loss = model.backbone, model.vsd_loss
+    latents = torch.randn(2, 4, 8, 8, requires_grad=True)
+    eps_pretrained, eps_regularizer = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    monkeypatch.setattr(loss, 'pretrained_noise', lambda *args: eps_pretrained)
+    monkeypatch.setattr(loss, 'regularizer_noise', lambda *args: eps_regularizer)
+    conditioning = torch.randn(2, 6, 32)
+    torch.manual_seed(7)
+    value = loss(backbone, latents, conditioning)
+    value.backward()
+    torch.manual_seed(7)  # the same timesteps and noise, by hand
+    timesteps = torch.randint(20, 980, (2, ))
+    noise = torch.randn(2, 4, 8, 8)
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64)**2  # SD's scaled_linear schedule
+    alpha = torch.cumprod(1 - betas, 0)[timesteps].float().view(2, 1, 1, 1)
+    noisy = alpha.sqrt() * latents.detach() + (1 - alpha).sqrt() * noise
+    x0_pretrained = (noisy - (1 - alpha).sqrt() * eps_pretrained) / alpha.sqrt()
+    x0_regularizer = (noisy - (1 - alpha).sqrt() * eps_regularizer) / alpha.sqrt()
+    weighting = (latents.detach() - x0_pretrained).abs().mean(dim=(1, 2, 3), keepdim=True)
+    grad = (x0_regularizer - x0_pretrained) / weighting
+    assert value.item() == pytest.approx((grad**2).mean().item(), rel=1e-4)
+    torch.testing.assert_close(latents.grad, 2 * grad / grad.numel(), rtol=1e-4, atol=1e-7)
+
+
+def test_regularizer_loss_reaches_only_its_adapter(scr_cfg):
+    model = build(scr_cfg).train()
+    noisy, _, conditioning = inputs(model)
+    model.vsd_loss.regularizer_loss(model.backbone, noisy, conditioning).backward()
+    with_grad = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert with_grad and all('.vsd.' in n for n in with_grad)
+
+
+def test_two_optimizer_step_updates_restorer_and_regularizer(scr_cfg):
+    model = build(scr_cfg).train()
+    optim_cfg = dict(constructor='SCRVSDOptimWrapperConstructor', optimizer=dict(type='AdamW', lr=1e-3),
+                     clip_grad=dict(max_norm=1.0))
+    wrappers = build_optim_wrapper(model, optim_cfg)
+    assert set(wrappers.keys()) == {'generator', 'regularizer'}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    data = batch(model, training=True)
+    torch.manual_seed(0)
+    raw = dict(inputs=[torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8) for _ in range(2)],
+               data_samples=data['data_samples'])
+    log = model.train_step(raw, wrappers)
+    assert {'loss_l2', 'loss_scl', 'loss_vsd', 'loss_vsd_regularizer'} <= set(log)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert any('.scr.' in n for n in changed) and any('.vsd.' in n for n in changed)
+    assert all('lora_' in n or 'conv_in' in n for n in changed)
+    with pytest.raises(ValueError, match="constructor='SCRVSDOptimWrapperConstructor'"):
+        model.train_step(raw, OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1)))
+
+
+def test_bad_timestep_range_is_refused():
+    with pytest.raises(ValueError, match=r'timestep_range must be \[low, high\)'):
+        VariationalScoreDistillationLoss(timestep_range=(500, 20))
