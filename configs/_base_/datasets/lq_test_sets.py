@@ -16,7 +16,8 @@ ade20k_lq_dataset = dict(
     type='ADE20KFormatDataset',
     data_root='data/ade',
     data_prefix=dict(
-        img_path='ADEChallengeData2016-LQ/images/validation', seg_map_path='ADEChallengeData2016/annotations/validation'),
+        img_path='ADEChallengeData2016-LQ/images/validation',
+        seg_map_path='ADEChallengeData2016/annotations/validation'),
     img_suffix='.jpg',
     label_format='ade20k')
 ade20k_lq_detectron2_labels_dataset = dict(
