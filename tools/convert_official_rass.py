@@ -61,7 +61,8 @@ def load_source(path: str):
     except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
         reason = str(error).strip().splitlines()[0][:200]
         raise ValueError(f'{path}: cannot be read with torch.load(weights_only=True) ({reason}); expected the public '
-                         'rass.pth or scr.pkl') from None
+                         "rass.pth or scr.pkl (if you trust the file, re-save its 'model' entry alone with torch.save)"
+                         ) from None
 
 
 def rass_state_dict(checkpoint, path: str) -> dict:

@@ -8,7 +8,7 @@ Tensors are random (seeded) or, with ``device='meta'``, shapes only.
 """
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -190,22 +190,30 @@ def _prefixed(prefix: str, state: Dict[str, Tensor]) -> 'OrderedDict[str, Tensor
 
 
 def official_rass_state_dict(arch: OfficialArch, sd_arch: dict, make: Maker,
-                             unet_builder: Callable[[], nn.Module] = None) -> 'OrderedDict[str, Tensor]':
+                             frozen: bool = True) -> 'OrderedDict[str, Tensor]':
     """A ``MaskFormer_rass`` state dict: frozen SD (merged UNet, VAE, text encoder), Seg LoRA, taggers, head.
 
     Args:
         arch: Sizes of the detectron2 model.
         sd_arch: ``dict(vae=..., unet=..., text_encoder=...)`` architecture dicts (e.g. a config's tiny_sd).
         make: Tensor maker (values, or meta shapes).
-        unet_builder: Builds the UNet whose modules define the LoRA (default: from ``sd_arch['unet']``).
+        frozen: Include what never trains (SD base weights, taggers, JPEG tables); False gives a stripped release.
     """
     with torch.device('meta'):
-        unet = unet_builder() if unet_builder else UNet2DConditionModel(**sd_arch['unet'])
+        unet = UNet2DConditionModel(**sd_arch['unet'])
         vae = AutoencoderKL(**sd_arch['vae'])
         text_encoder = CLIPTextModel(CLIPTextConfig(**sd_arch['text_encoder']))
     groups = lora_groups(unet, ('default_encoder_s2', 'default_decoder_s2', 'default_others_s2'))
+    unet_state = unet_with_lora(unet, groups, arch.rank, make if frozen else Maker('meta'))
     state = OrderedDict()
-    state.update(_prefixed('backbone.feature_extractor.sd.unet.', unet_with_lora(unet, groups, arch.rank, make)))
+    for key, value in unet_state.items():
+        if frozen:
+            state['backbone.feature_extractor.sd.unet.' + key] = value
+        elif '.lora_' in key or key.startswith('conv_in.'):  # what trains, with values
+            state['backbone.feature_extractor.sd.unet.' + key] = make(*value.shape)
+    if not frozen:
+        state.update(head_state_dict(arch, make))
+        return state
     for prefix, part in (('vae.', vae), ('text_encoder.', text_encoder)):
         state.update(_prefixed('backbone.feature_extractor.sd.' + prefix,
                                {k: make(*v.shape) for k, v in part.state_dict().items()}))

@@ -13,7 +13,7 @@ from rass_mmseg.models.utils.adapter_folder import RASS_METADATA
 from rass_mmseg.models.utils.lora import base_weights_fingerprint
 from rass_mmseg.models.utils.sd_components import build_sd_components
 from tests.conftest import repo_path
-from tests.test_converters.official_checkpoints import TINY, Maker, official_rass_state_dict, official_scr_checkpoint
+from tests.test_converters.official_checkpoints import PAPER, TINY, Maker, official_rass_state_dict, official_scr_checkpoint
 
 sys.path.insert(0, repo_path('tools'))
 from convert_official_rass import FINGERPRINT, main  # noqa: E402
@@ -107,3 +107,16 @@ def test_bad_inputs_stop_with_one_line(release, tmp_path):
     # the paper config does not take the tiny model's tensors
     assert 'does not fit' in run(root / 'rass.pth', tmp_path / 'out.pth')
     assert not (tmp_path / 'out.pth').exists()
+
+
+def test_paper_size_release_without_frozen_weights_converts_for_the_paper_config(tmp_path):
+    """The default --config (the paper's): a stripped paper-size rass.pth (only what trains) converts and fits."""
+    cfg = Config.fromfile(repo_path('configs', '_base_', 'models', 'sd21_base.py'))
+    sd_arch = dict(vae=cfg.sd21_base_vae, unet=cfg.sd21_base_unet, text_encoder=cfg.sd21_base_text_encoder)
+    state = official_rass_state_dict(PAPER, sd_arch, Maker(seed=7), frozen=False)
+    torch.save(dict(model=state), tmp_path / 'rass.pth')
+    lines = main([str(tmp_path / 'rass.pth'), str(tmp_path / 'converted.pth')])
+    converted = torch.load(tmp_path / 'converted.pth', weights_only=True)['state_dict']
+    assert len(converted) == len(state) - 1 and lines[0].startswith(f'{len(converted)} tensors mapped')
+    assert lines[1].startswith('left out: 1 x loss class weights')  # criterion.empty_weight, all else is mapped
+    assert torch.equal(converted['decode_head.query_feat.weight'], state['sem_seg_head.predictor.query_feat.weight'])
