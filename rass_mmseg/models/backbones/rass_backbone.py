@@ -103,8 +103,8 @@ class RASSBackbone(StableDiffusionBackbone):
         blocks = self._tapped_blocks()
         try:
             latents = self.encode_latents(images)
-            self.unet(latents.to(self.unet.dtype), self.timesteps(images.shape[0], images.device),
-                      encoder_hidden_states=conditioning)
+            self.run_unet(latents.to(self.unet.dtype), self.timesteps(images.shape[0], images.device),
+                          encoder_hidden_states=conditioning)
             features = [block._rass_tap_output for block in blocks]
         finally:
             for block in blocks:

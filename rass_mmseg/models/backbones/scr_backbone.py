@@ -127,6 +127,6 @@ class SCRBackbone(StableDiffusionBackbone):
             if self.attention_store is None:
                 raise ValueError('SCRBackbone: capture_attention needs attention_strides')
             self.attention_store.start(tuple(latents.shape[-2:]))
-        prediction = self.unet(latents, self.timesteps(images.shape[0], images.device),
-                               encoder_hidden_states=conditioning, encoder_attention_mask=encoder_attention_mask).sample
+        prediction = self.run_unet(latents, self.timesteps(images.shape[0], images.device),
+                                   encoder_hidden_states=conditioning, encoder_attention_mask=encoder_attention_mask).sample
         return self.clean_latents(latents, prediction, self.timesteps(images.shape[0], images.device))

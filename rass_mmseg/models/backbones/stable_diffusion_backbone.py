@@ -14,6 +14,7 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmseg.registry import TASK_UTILS
 from torch import Tensor
@@ -64,6 +65,10 @@ class StableDiffusionBackbone(BaseModule):
             whose preprocessor normalises with ImageNet statistics). None: inputs are already in [-1, 1].
         deploy: Build the UNet without LoRA layers, to load a checkpoint whose LoRA was merged
             (``tools/merge_lora.py``).
+        compile: Run the UNet through ``torch.compile`` with these keyword arguments (e.g. ``dict(mode='default')``;
+            ``mode='reduce-overhead'`` uses CUDA graphs on a GPU; ``dict()`` for torch's defaults); None: eager.
+            Compilation happens at the first forward; if it fails (no compiler, an unsupported op or backend) the
+            UNet runs eagerly from then on and the reason is logged once. The state dict is unchanged.
         save_frozen_weights: Whether ``state_dict()`` (and so every checkpoint) holds the frozen VAE, text encoder
             and UNet base weights. None: only without ``pretrained``, where they are random and cannot be rebuilt;
             with ``pretrained`` a checkpoint holds the trained weights and a fingerprint of the frozen ones, checked
@@ -93,6 +98,7 @@ class StableDiffusionBackbone(BaseModule):
                  input_normalization: Optional[dict] = None,
                  deploy: bool = False,
                  save_frozen_weights: Optional[bool] = None,
+                 compile: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         name = type(self).__name__
@@ -129,6 +135,9 @@ class StableDiffusionBackbone(BaseModule):
         self.prompt_source = TASK_UTILS.build(prompt_source)
         self.prompt_encoder = PromptEncoder(self.tokenizer, self.text_encoder)
         self.register_load_state_dict_post_hook(_clear_prompt_cache)
+        self.compile_cfg = None if compile is None else dict(compile)
+        if self.compile_cfg is not None:
+            self.unet.compile(**self.compile_cfg)  # in place: the module and its state-dict keys stay the same
         self.save_frozen_weights = pretrained is None if save_frozen_weights is None else save_frozen_weights
         if not self.save_frozen_weights:
             leave_frozen_weights_out_of_checkpoints(self)
@@ -209,6 +218,20 @@ class StableDiffusionBackbone(BaseModule):
             use_sample = self.latent_mode == 'sample' or (self.latent_mode == 'sample_in_training' and self.training)
             latents = posterior.sample() if use_sample else posterior.mode()
         return latents * self.vae.config.scaling_factor
+
+    def run_unet(self, *args, **kwargs):
+        """Call the UNet; with ``compile``, fall back to eager (logged once) if compilation fails."""
+        if self.compile_cfg is None or self.unet._compiled_call_impl is None:
+            return self.unet(*args, **kwargs)
+        try:
+            return self.unet(*args, **kwargs)
+        except torch._dynamo.exc.TorchDynamoException as error:
+            self.unet._compiled_call_impl = None  # what nn.Module.compile set: the eager call from now on
+            cause = getattr(error, 'inner_exception', None) or error.__cause__ or error
+            reason = ' '.join(str(cause).split())[:300]
+            print_log(f'{type(self).__name__}: torch.compile({self.compile_cfg}) of the UNet failed, running it '
+                      f'eagerly: {type(cause).__name__}: {reason}', logger='current', level=30)
+            return self.unet(*args, **kwargs)
 
     def timesteps(self, batch_size: int, device) -> Tensor:
         """The fixed timestep for each image of a batch."""

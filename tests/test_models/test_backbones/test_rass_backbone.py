@@ -231,3 +231,27 @@ def test_bad_arguments(tiny_backbone_cfg):
     images[0, 0, 0, 0] = float('inf')
     with pytest.raises(ValueError, match='holds 2 NaN/inf values'):
         backbone(images, backbone.encode_prompt(['x']).embeddings)
+
+
+def test_compiled_unet_equals_eager_and_falls_back_when_compilation_fails(tiny_backbone_cfg, monkeypatch):
+    images = torch.rand(1, 3, 64, 64) * 2 - 1
+    eager = build(tiny_backbone_cfg)
+    randomize_seg_lora(eager)
+    compiled = build(tiny_backbone_cfg, compile=dict(backend='eager'))  # dynamo's graphs, run eagerly: no C++ build in tests
+    compiled.load_state_dict(eager.state_dict())
+    assert set(compiled.state_dict()) == set(eager.state_dict())  # compiling in place keeps the keys
+    for a, b in zip(run(eager, images), run(compiled, images)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+    def failing_backend(graph, example_inputs):
+        raise RuntimeError('no compiler here')
+
+    logs = []
+    monkeypatch.setattr('rass_mmseg.models.backbones.stable_diffusion_backbone.print_log',
+                        lambda message, **kwargs: logs.append(message))
+    broken = build(tiny_backbone_cfg, compile=dict(backend=failing_backend))
+    broken.load_state_dict(eager.state_dict())
+    for _ in range(2):
+        for a, b in zip(run(eager, images), run(broken, images)):
+            torch.testing.assert_close(a, b)
+    assert len(logs) == 1 and 'running it eagerly' in logs[0] and 'no compiler here' in logs[0]
