@@ -178,9 +178,10 @@ def choose_toolkit(candidates: Iterable[str], want: Version,
     ``bin/nvcc`` wrapper is not taken for a toolkit).
 
     Returns:
-        ``(complete, compiler)``: the first matching root that has every required header (usable
-        as CUDA_HOME as it is), and the first matching root at all (its nvcc can be used in an
-        assembled CUDA_HOME). Either is None when there is none.
+        ``(complete, compiler)``: the first matching root that has every required header and the
+        ``lib64/libcudart.so`` torch's build links with (usable as CUDA_HOME as it is), and the
+        first matching root at all (its nvcc can be used in an assembled CUDA_HOME). Either is
+        None when there is none.
     """
     complete = compiler = None
     seen = set()
@@ -191,7 +192,8 @@ def choose_toolkit(candidates: Iterable[str], want: Version,
         if missing_headers(root, ('cuda_runtime.h',)) or release(root) != want:
             continue
         compiler = compiler or root
-        if complete is None and not missing_headers(root):
+        linkable = osp.exists(osp.join(root, 'lib64', 'libcudart.so'))
+        if complete is None and linkable and not missing_headers(root):
             complete = root
     return complete, compiler
 

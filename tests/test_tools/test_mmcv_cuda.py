@@ -24,13 +24,13 @@ def touch(path: str, text: str = '') -> str:
     return path
 
 
-def fake_toolkit(root, release=None, headers=('cuda_runtime.h', ), libs=()):
+def fake_toolkit(root, release=None, headers=('cuda_runtime.h', ), libs=(), lib_dir='lib'):
     """A CUDA tree; with ``release`` its bin/nvcc is a shell script printing that nvcc version."""
     root = str(root)
     for header in headers:
         touch(osp.join(root, 'include', header), root)
     for lib in libs:
-        touch(osp.join(root, 'lib', lib), root)
+        touch(osp.join(root, lib_dir, lib), root)
     if release:
         nvcc = touch(osp.join(root, 'bin', 'nvcc'),
                      f'#!/bin/sh\necho "Cuda compilation tools, release {release}, V{release}.1"\n')
@@ -95,14 +95,18 @@ def test_nvcc_release_runs_nvcc(tmp_path):
 
 def test_choose_toolkit(tmp_path):
     full = mmcv_cuda.REQUIRED_HEADERS + ('cuda_runtime.h', )
+    cudart = dict(libs=('libcudart.so', ), lib_dir='lib64')
     stray = fake_toolkit(tmp_path / 'usr_local', '13.0', headers=())  # /usr/local/bin/nvcc wrapper
-    partial = fake_toolkit(tmp_path / 'partial', '13.0')  # nvcc + runtime, no cusparse.h
-    other = fake_toolkit(tmp_path / 'cuda-12.8', '12.8', headers=full)
-    complete = fake_toolkit(tmp_path / 'cuda-13.0', '13.0', headers=full)
-    assert mmcv_cuda.choose_toolkit([stray, partial, other, complete], (13, 0)) == \
+    partial = fake_toolkit(tmp_path / 'partial', '13.0', **cudart)  # no cusparse.h
+    pip_tree = fake_toolkit(tmp_path / 'pip', '13.0', headers=full, libs=('libcudart.so.13', ))
+    other = fake_toolkit(tmp_path / 'cuda-12.8', '12.8', headers=full, **cudart)
+    complete = fake_toolkit(tmp_path / 'cuda-13.0', '13.0', headers=full, **cudart)
+    assert mmcv_cuda.choose_toolkit([stray, partial, pip_tree, other, complete], (13, 0)) == \
         (complete, partial)
+    assert mmcv_cuda.choose_toolkit([pip_tree], (13, 0)) == (None, pip_tree)  # no libcudart.so
     assert mmcv_cuda.choose_toolkit([stray, other], (13, 0)) == (None, None)
     assert mmcv_cuda.choose_toolkit([other, '', str(tmp_path / 'none')], (12, 8)) == (other, other)
+    assert mmcv_cuda.choose_toolkit([other, other], (12, 8)) == (other, other)
 
 
 def test_assemble_cuda_home(tmp_path):
@@ -143,7 +147,8 @@ def test_assemble_cuda_home_keeps_foreign_folder(tmp_path):
 
 def test_resolve_cuda_home_order(tmp_path, monkeypatch):
     full = mmcv_cuda.REQUIRED_HEADERS + ('cuda_runtime.h', )
-    system = fake_toolkit(tmp_path / 'cuda-13.0', '13.0', headers=full)
+    system = fake_toolkit(tmp_path / 'cuda-13.0', '13.0', headers=full, libs=('libcudart.so', ),
+                          lib_dir='lib64')
     extra = fake_toolkit(tmp_path / 'extra', '13.0')
     site = fake_toolkit(tmp_path / 'site', headers=full, libs=('libcudart.so.13', ))
     monkeypatch.setattr(torch.version, 'cuda', '13.0')
