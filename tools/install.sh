@@ -57,12 +57,13 @@ build_mmcv() {
     command -v ninja >/dev/null || "${pip[@]}" ninja  # without ninja the build runs one file at a time
     cuda_env=(FORCE_CUDA=1 "CUDA_HOME=$cuda_home" "TORCH_CUDA_ARCH_LIST=$("${helper[@]}" arch-list)")
     echo "[install] building mmcv 2.1.0 with CUDA ops: ${cuda_env[*]} MAX_JOBS=$jobs" \
-      "(about 100 CPU-minutes per arch, e.g. ~8 min on 16 cores)"
+      "(about 75 CPU-minutes for one arch, ~80 min on 2 cores, e.g. ~8 min on 16)"
   else
     cuda_env=(FORCE_CUDA=0 CUDA_VISIBLE_DEVICES=)  # mmcv's setup.py builds CUDA whenever it sees a GPU
     echo "[install] building mmcv 2.1.0 from source with compiled CPU ops (about 20 min on 2 cores)"
   fi
   src=$(mktemp -d)
+  trap "rm -rf '$src'" EXIT  # also when the build fails or is interrupted
   "$py" -m pip download --disable-pip-version-check --no-cache-dir --no-deps --no-binary mmcv \
     --no-build-isolation -d "$src" mmcv==2.1.0
   tar -xzf "$src"/mmcv-2.1.0.tar.gz -C "$src"
@@ -71,6 +72,7 @@ build_mmcv() {
   (cd "$src/mmcv-2.1.0" && env "${cuda_env[@]}" MMCV_WITH_OPS=1 MAX_JOBS="$jobs" \
     "${pip[@]}" --no-cache-dir --no-build-isolation --force-reinstall --no-deps .)
   rm -rf "$src"
+  trap - EXIT
 }
 
 # mmcv itself is installed with --no-deps below (so pip never swaps it); these are its runtime dependencies.
