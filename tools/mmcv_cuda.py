@@ -3,8 +3,8 @@
 mmcv 2.1.0's setup.py compiles CUDA ops whenever ``torch.cuda.is_available()`` (or FORCE_CUDA=1) and
 then needs a CUDA toolkit whose release matches the CUDA torch was built with (``torch.version.cuda``).
 A toolkit is taken from an existing install (``CUDA_HOME``, ``CUDA_PATH``, ``/usr/local/cuda`` or the
-``nvcc`` on PATH) when its ``nvcc --version`` matches and it carries every header torch's CUDA headers
-include; otherwise a CUDA_HOME is assembled from symlinks in a folder owned by this script: ``bin`` and
+``nvcc`` on PATH) when its ``nvcc --version`` matches and it has every header torch's CUDA headers
+include and ``lib64/libcudart.so``; otherwise a CUDA_HOME is assembled from symlinks in a folder owned by this script: ``bin`` and
 ``nvvm`` of a matching nvcc (an existing install or pip's ``nvidia-cuda-nvcc``), ``include`` and
 ``lib64`` merged from that toolkit and pip's ``nvidia/cu<major>`` trees (torch's own CUDA libraries),
 with unversioned ``libX.so`` names added for the linker. Nothing outside that folder is changed.
@@ -294,8 +294,11 @@ def visible_capabilities() -> List[Tuple[int, int]]:
 
 
 def ms_deform_attn_error(device: str) -> float:
-    """Run mmcv's compiled ``ms_deform_attn_forward`` on ``device``; return its largest difference
-    from mmcv's pure-PyTorch ``multi_scale_deformable_attn_pytorch`` on the same random inputs."""
+    """Largest difference of mmcv's compiled ``ms_deform_attn_forward`` from its PyTorch reference.
+
+    Runs the op on ``device`` and mmcv's ``multi_scale_deformable_attn_pytorch`` on CPU, on the same
+    small random inputs.
+    """
     import torch
     from mmcv.ops.multi_scale_deform_attn import (ext_module,
                                                   multi_scale_deformable_attn_pytorch)
