@@ -2,12 +2,13 @@
 
 mmcv 2.1.0's setup.py compiles CUDA ops whenever ``torch.cuda.is_available()`` (or FORCE_CUDA=1) and
 then needs a CUDA toolkit whose release matches the CUDA torch was built with (``torch.version.cuda``).
-A toolkit is taken from an existing install (``CUDA_HOME``, ``CUDA_PATH``, ``/usr/local/cuda`` or the
-``nvcc`` on PATH) when its ``nvcc --version`` matches and it has every header torch's CUDA headers
-include and ``lib64/libcudart.so``; otherwise a CUDA_HOME is assembled from symlinks in a folder owned by this script: ``bin`` and
-``nvvm`` of a matching nvcc (an existing install or pip's ``nvidia-cuda-nvcc``), ``include`` and
-``lib64`` merged from that toolkit and pip's ``nvidia/cu<major>`` trees (torch's own CUDA libraries),
-with unversioned ``libX.so`` names added for the linker. Nothing outside that folder is changed.
+A toolkit is taken from an existing install (``CUDA_HOME``, ``CUDA_PATH``, ``/usr/local/cuda`` or
+the ``nvcc`` on PATH) when its ``nvcc --version`` matches and it has every header torch's CUDA
+headers include and ``lib64/libcudart.so``; otherwise a CUDA_HOME is assembled from symlinks in a
+folder owned by this script: ``bin`` and ``nvvm`` of a matching nvcc (an existing install or pip's
+``nvidia-cuda-nvcc``), ``include`` and ``lib64`` merged from that toolkit and pip's
+``nvidia/cu<major>`` trees (torch's own CUDA libraries), with unversioned ``libX.so`` names added
+for the linker. Nothing outside that folder is changed.
 
 Sub-commands (each prints one result on stdout; messages go to stderr)::
 
