@@ -3,11 +3,19 @@
 #
 #   bash tools/install.sh
 #
-# mmcv 2.1.0 with compiled ops is taken from ../shared/wheels (when that folder exists and its wheel
-# loads against the installed torch), else built from the PyPI source with the C++ standard raised to
-# C++20 (torch 2.14's headers need it; mmcv 2.1.0's setup.py asks for C++17). The build takes ~20 min
-# on 2 cores. pip's wheel cache is bypassed for mmcv so a wheel built against another torch is never
-# picked up.
+# mmcv 2.1.0 needs compiled ops built against the installed torch. Which ops depends on RASS_MMCV_CUDA:
+#   auto (default)  CUDA ops when torch sees a GPU, CPU ops otherwise;
+#   1               CUDA ops even without a visible GPU (cross-compile; set TORCH_CUDA_ARCH_LIST);
+#   0               CPU ops only (the GPU is hidden from the build).
+# CPU ops: taken from ../shared/wheels (when that folder exists and its wheel loads against the
+# installed torch), else built from the PyPI source with the C++ standard raised to C++20 (torch 2.14's
+# headers need it; mmcv 2.1.0's setup.py asks for C++14/17, for g++ and nvcc alike). ~20 min on 2 cores.
+# CUDA ops: always built from source (the shared wheel has no CUDA ops) against torch's own CUDA
+# release; tools/mmcv_cuda.py finds a matching toolkit (CUDA_HOME, /usr/local/cuda, nvcc on PATH) or
+# pip-installs the one torch pins (cuda-toolkit[nvcc,cccl,crt]) and assembles a CUDA_HOME of symlinks
+# in build/cuda-home. TORCH_CUDA_ARCH_LIST defaults to the visible GPUs' compute capabilities and
+# MAX_JOBS to the number of cores; both can be set by the user. pip's wheel cache is bypassed for mmcv
+# so a wheel built against another torch is never picked up.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,38 +29,67 @@ echo "[install] torch + torchvision"
 echo "[install] pinned python dependencies"
 "${pip[@]}" -r "$repo/requirements/runtime.txt"
 
+helper=("$py" "$repo/tools/mmcv_cuda.py")
+mmcv_mode=$("${helper[@]}" mode)  # cuda | cpu, from RASS_MMCV_CUDA and whether torch sees a GPU
+check=(check)
+[[ $mmcv_mode == cuda ]] && check+=(--cuda)
+echo "[install] mmcv ops wanted: $mmcv_mode (RASS_MMCV_CUDA=${RASS_MMCV_CUDA:-auto})"
+
 mmcv_ok() {
-  # True when mmcv 2.1.0 is installed and its compiled ops load against this torch.
-  "$py" - <<'PY' >/dev/null 2>&1
-import mmcv, torch
-from mmcv.ops import nms
-assert mmcv.__version__ == '2.1.0', mmcv.__version__
-boxes = torch.tensor([[0., 0., 1., 1.], [0., 0., 1., 1.]])
-keep = nms(boxes, torch.tensor([0.9, 0.8]), 0.5)[1]
-assert keep.tolist() == [0]
-PY
+  # True when mmcv 2.1.0 is installed and its compiled ops run against this torch; in cuda mode also
+  # that they carry CUDA ops of torch's CUDA release which run on the visible GPU (if any).
+  "${helper[@]}" "${check[@]}" >/dev/null 2>&1
+}
+
+build_mmcv() {
+  # Builds mmcv 2.1.0 from its PyPI source with compiled ops ($mmcv_mode) and installs it.
+  local src jobs cuda_env rc=0 cuda_home
+  jobs=${MAX_JOBS:-$(nproc)}
+  if [[ $mmcv_mode == cuda ]]; then
+    cuda_home=$("${helper[@]}" cuda-home --dest "$repo/build/cuda-home") || rc=$?
+    if [[ $rc == 3 ]]; then  # no nvcc of torch's CUDA release here: take the toolkit torch pins
+      echo "[install] CUDA compiler from pip: $("${helper[@]}" pip-spec)"
+      "${pip[@]}" "$("${helper[@]}" pip-spec)"
+      cuda_home=$("${helper[@]}" cuda-home --dest "$repo/build/cuda-home")
+    elif [[ $rc != 0 ]]; then
+      return "$rc"
+    fi
+    command -v ninja >/dev/null || "${pip[@]}" ninja  # without ninja the build runs one file at a time
+    cuda_env=(FORCE_CUDA=1 "CUDA_HOME=$cuda_home" "TORCH_CUDA_ARCH_LIST=$("${helper[@]}" arch-list)")
+    echo "[install] building mmcv 2.1.0 with CUDA ops: ${cuda_env[*]} MAX_JOBS=$jobs" \
+      "(about 75 CPU-minutes for one arch, ~80 min on 2 cores, e.g. ~8 min on 16)"
+  else
+    cuda_env=(FORCE_CUDA=0 CUDA_VISIBLE_DEVICES=)  # mmcv's setup.py builds CUDA whenever it sees a GPU
+    echo "[install] building mmcv 2.1.0 from source with compiled CPU ops (about 20 min on 2 cores)"
+  fi
+  src=$(mktemp -d)
+  trap "rm -rf '$src'" EXIT  # also when the build fails or is interrupted
+  "$py" -m pip download --disable-pip-version-check --no-cache-dir --no-deps --no-binary mmcv \
+    --no-build-isolation -d "$src" mmcv==2.1.0
+  tar -xzf "$src"/mmcv-2.1.0.tar.gz -C "$src"
+  # C++20 for g++ ('cxx') and nvcc flags alike: setup.py spells both as -std=c++14 / -std=c++17.
+  sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$src/mmcv-2.1.0/setup.py"
+  (cd "$src/mmcv-2.1.0" && env "${cuda_env[@]}" MMCV_WITH_OPS=1 MAX_JOBS="$jobs" \
+    "${pip[@]}" --no-cache-dir --no-build-isolation --force-reinstall --no-deps .)
+  rm -rf "$src"
+  trap - EXIT
 }
 
 # mmcv itself is installed with --no-deps below (so pip never swaps it); these are its runtime dependencies.
 "${pip[@]}" addict yapf Pillow pyyaml packaging
 if mmcv_ok; then
-  echo "[install] mmcv 2.1.0 with compiled ops already present"
+  echo "[install] mmcv 2.1.0 with compiled $mmcv_mode ops already present"
 else
-  if compgen -G "$wheels/mmcv-2.1.0-*.whl" >/dev/null; then
+  if [[ $mmcv_mode == cuda ]]; then
+    echo "[install] CUDA ops wanted: the CPU-only wheels of $wheels are not used"
+  elif compgen -G "$wheels/mmcv-2.1.0-*.whl" >/dev/null; then
     echo "[install] mmcv 2.1.0 from $wheels"
     "${pip[@]}" --no-cache-dir --force-reinstall --no-deps --no-index --find-links "$wheels" mmcv==2.1.0
   fi
   if ! mmcv_ok; then
-    echo "[install] building mmcv 2.1.0 from source with compiled ops (about 20 min on 2 cores)"
-    src=$(mktemp -d)
-    "$py" -m pip download --disable-pip-version-check --no-cache-dir --no-deps --no-binary mmcv \
-      --no-build-isolation -d "$src" mmcv==2.1.0
-    tar -xzf "$src"/mmcv-2.1.0.tar.gz -C "$src"
-    sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$src/mmcv-2.1.0/setup.py"
-    (cd "$src/mmcv-2.1.0" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=${MAX_JOBS:-2} \
-      "${pip[@]}" --no-cache-dir --no-build-isolation --force-reinstall --no-deps .)
-    rm -rf "$src"
-    mmcv_ok || { echo "[install] mmcv 2.1.0 was built but its ops do not load" >&2; exit 1; }
+    build_mmcv
+    mmcv_ok || { "${helper[@]}" "${check[@]}" >&2 || true
+                 echo "[install] mmcv 2.1.0 was built but its $mmcv_mode ops do not work" >&2; exit 1; }
   fi
 fi
 
@@ -60,3 +97,4 @@ echo "[install] mmsegmentation, mmdet and rass_mmseg (editable)"
 "${pip[@]}" mmsegmentation==1.2.2 mmdet==3.3.0
 "${pip[@]}" -e "$repo"
 "$py" -c "import rass_mmseg, mmseg, mmdet, mmcv; print('[install] ok: rass_mmseg', rass_mmseg.__version__, 'mmseg', mmseg.__version__, 'mmdet', mmdet.__version__, 'mmcv', mmcv.__version__)"
+"${helper[@]}" "${check[@]}" --report | sed 's/^/[install] /'
