@@ -5,6 +5,7 @@
     python tools/benchmark.py CONFIG --compare CONFIG --compare-cfg-options model.backbone.deploy=True
     python tools/benchmark.py CONFIG --mode train --batch-size 2 --amp bf16   # training iterations
     python tools/benchmark.py CONFIG --without-weights                          # paper-size, random init
+    python tools/benchmark.py CONFIG --compile default                          # eager vs torch.compile'd UNet
 
 What is timed (``--mode inference``, the default): ``model.inference`` (the config's ``test_cfg``: whole or
 slide) on a random, already normalised batch of one image, under ``torch.no_grad``, after ``--warmup``
@@ -17,6 +18,10 @@ dtype, ``none`` a plain ``OptimWrapper``; optimizer, clipping and parameter-wise
 Data loading is not timed.
 
 Peak memory is ``torch.cuda.max_memory_allocated`` on a GPU, and the process's peak resident memory on a CPU.
+
+``--compile MODE`` measures the config twice in the same run, eagerly and with ``model.backbone.compile=dict(
+mode=MODE)`` (``torch.compile`` of the UNet; ``reduce-overhead`` adds CUDA graphs on a GPU); compilation happens
+in the untimed warm-up passes.
 
 ``--without-weights`` builds a config that reads Stable Diffusion from a local folder (``backbone.pretrained``)
 from the architecture dicts the config carries instead (``sd21_base_vae``, ``sd21_base_unet``,
@@ -56,6 +61,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--rounds', type=int, default=3, help='alternating rounds (median FPS is reported)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--amp', choices=['none', 'bf16', 'fp16'], default='none', help='autocast dtype')
+    parser.add_argument('--compile', metavar='MODE', choices=['default', 'reduce-overhead', 'max-autotune'],
+                        help='also measure the config with its UNet compiled (torch.compile mode), side by side')
     parser.add_argument('--mode', choices=['inference', 'train'], default='inference',
                         help='time model.inference (default) or whole model.train_step iterations')
     parser.add_argument('--batch-size', type=int, default=2, help='images per training iteration (--mode train)')
@@ -204,9 +211,14 @@ def time_training(model: nn.Module, optim_wrapper: OptimWrapper, data: dict, ite
 def benchmark(args: argparse.Namespace) -> List[dict]:
     """Measure every config of ``args`` in alternating rounds; returns one result dict per config."""
     specs = [(args.config, args.checkpoint, args.cfg_options)]
+    if args.compare and args.compile:
+        raise ValueError('--compare and --compile each add a second model; give one of them')
     if args.compare:
         options = dict(args.cfg_options or {}, **(args.compare_cfg_options or {}))
         specs.append((args.compare, args.compare_checkpoint, options))
+    if args.compile:
+        options = dict(args.cfg_options or {}, **{'model.backbone.compile': dict(mode=args.compile)})
+        specs.append((args.config, args.checkpoint, options))
     if args.device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats(args.device)
     training = args.mode == 'train'
@@ -229,9 +241,10 @@ def benchmark(args: argparse.Namespace) -> List[dict]:
                                                    args.amp))
     results = []
     images_per_step = args.batch_size if training else 1
-    for (config, _, _), model, values in zip(specs, models, rates):
+    for index, ((config, _, _), model, values) in enumerate(zip(specs, models, rates)):
         fps = statistics.median(values) * images_per_step
-        results.append(dict(config=config, **count_parameters(model), fps=fps, ms_per_image=1000 / fps))
+        label = f'{config} (compiled, {args.compile})' if args.compile and index == 1 else config
+        results.append(dict(config=label, **count_parameters(model), fps=fps, ms_per_image=1000 / fps))
     peak = _peak_memory_mb(args.device)
     for result in results:
         result['peak_memory_mb'] = peak  # one process measures both: the peak covers all models
@@ -249,6 +262,8 @@ def format_table(results: List[dict], args: argparse.Namespace) -> str:
                      f'{r["fps"]:>8.2f} {r["ms_per_image"]:>8.1f} {r["peak_memory_mb"]:>9.0f}')
     if len(results) == 2:
         lines.append(f'FPS ratio (first / second): {results[0]["fps"] / results[1]["fps"]:.3f}')
+        if args.compile:
+            lines.append(f'compiled / eager: {results[1]["fps"] / results[0]["fps"]:.3f}x')
     return '\n'.join(lines)
 
 

@@ -80,3 +80,16 @@ def test_without_weights_uses_the_architecture_dicts():
 def test_without_weights_names_the_config_and_the_missing_keys():
     with pytest.raises(ValueError, match=r'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128\.py needs .*missing: sd21_base_vae'):
         benchmark.load_config(CONFIG, without_weights=True)
+
+
+def test_compile_measures_the_config_eagerly_and_compiled_side_by_side(capsys, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, 'compile', lambda module, **kwargs: compiled.append(kwargs))
+    results = benchmark.main([CONFIG, '--compile', 'reduce-overhead', '--shape', '64', '64', '--num-images', '1',
+                              '--warmup', '1', '--rounds', '1', '--device', 'cpu'])
+    out = capsys.readouterr().out
+    assert compiled == [dict(mode='reduce-overhead')]  # only the second model's UNet
+    assert results[1]['config'].endswith('(compiled, reduce-overhead)') and results[0]['config'] == CONFIG
+    assert f'compiled / eager: {results[1]["fps"] / results[0]["fps"]:.3f}x' in out
+    with pytest.raises(ValueError, match='--compare and --compile'):
+        benchmark.main([CONFIG, '--compile', 'default', '--compare', CONFIG, '--device', 'cpu'])
