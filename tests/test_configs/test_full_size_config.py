@@ -11,6 +11,7 @@ from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from rass_mmseg.models.utils.lora import DEFAULT_LORA_TARGETS
+from rass_mmseg.models.utils.sd_components import without_weights
 from tests.conftest import repo_path
 
 FULL_CONFIG = repo_path('configs', 'rass', 'rass_sd21-base_mask2former_8xb2-160k_ade20k-lq-512x512.py')
@@ -48,9 +49,7 @@ def projection_count(in_channels, bottleneck: int, out: int) -> int:
 @pytest.fixture(scope='module')
 def full_cfg() -> Config:
     cfg = Config.fromfile(FULL_CONFIG)
-    backbone = cfg.model.backbone
-    backbone.pretrained = None
-    backbone.vae, backbone.unet, backbone.text_encoder = cfg.sd21_base_vae, cfg.sd21_base_unet, cfg.sd21_base_text_encoder
+    without_weights(cfg.model, cfg.sd21_base_vae, cfg.sd21_base_unet, cfg.sd21_base_text_encoder)
     return cfg
 
 
@@ -111,17 +110,15 @@ def test_every_config_parses_and_names_registered_types(path):
 
 def test_full_size_scr_builds_without_weights_and_trains_only_lora_and_conv_in(full_cfg):
     cfg = Config.fromfile(repo_path('configs', 'scr', 'scr_sd21-base_4xb4-100k_ade20k-512x512.py'))
-    backbone = cfg.model.backbone
-    backbone.pretrained = None
-    backbone.vae, backbone.unet, backbone.text_encoder = cfg.sd21_base_vae, cfg.sd21_base_unet, cfg.sd21_base_text_encoder
-    cfg.model.decode_head.lpips_weights = None
-    cfg.model.decode_head.pretrained, cfg.model.decode_head.vae = None, cfg.sd21_base_vae
+    without_weights(cfg.model, cfg.sd21_base_vae, cfg.sd21_base_unet, cfg.sd21_base_text_encoder)
     with torch.device('meta'):
         model = MODELS.build(cfg.model)
         unet = UNet2DConditionModel(**cfg.sd21_base_unet)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    expected = lora_count(unet, 4, DEFAULT_LORA_TARGETS) + numel(unet.conv_in)
-    print(f'\nSCR full size: trainable {trainable / 1e6:.2f}M (SCR LoRA + conv_in), total {numel(model) / 1e6:.1f}M')
+    lora = lora_count(unet, 4, DEFAULT_LORA_TARGETS)
+    expected = lora + numel(unet.conv_in) + lora  # SCR LoRA + conv_in, and VSD's regulariser LoRA (own optimizer)
+    print(f'\nSCR full size: trainable {trainable / 1e6:.2f}M (SCR LoRA + conv_in + VSD regulariser LoRA), '
+          f'total {numel(model) / 1e6:.1f}M')
     assert trainable == expected
     assert model.decode_head.vae.decoder is not None and model.backbone.vae.decoder is None
     assert model.backbone.timestep == 999
@@ -143,9 +140,7 @@ def test_every_scr_config_parses_and_names_registered_types(path):
 
 def test_full_size_segformer_variant_differs_from_the_paper_config_only_in_its_head(full_cfg):
     cfg = Config.fromfile(repo_path('configs', 'rass', 'rass_sd21-base_segformer-head_8xb2-160k_ade20k-lq-512x512.py'))
-    backbone = cfg.model.backbone
-    backbone.pretrained = None
-    backbone.vae, backbone.unet, backbone.text_encoder = cfg.sd21_base_vae, cfg.sd21_base_unet, cfg.sd21_base_text_encoder
+    without_weights(cfg.model, cfg.sd21_base_vae, cfg.sd21_base_unet, cfg.sd21_base_text_encoder)
     assert cfg.model.backbone == full_cfg.model.backbone and cfg.model.neck == full_cfg.model.neck
     assert cfg.optim_wrapper == full_cfg.optim_wrapper and cfg.train_cfg == full_cfg.train_cfg
     assert 'mmdet.models' not in cfg.custom_imports.imports

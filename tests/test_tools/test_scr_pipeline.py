@@ -65,6 +65,9 @@ def test_rass_starts_from_the_merged_scr_weights(scr_run, tmp_path):
         scr = torch.load(osp.join(work_dir, 'iter_2.pth'), weights_only=True)['state_dict']
     runner = _rass_runner(tmp_path, osp.join(work_dir, 'scr_adapter_iter_2'))
     rass = runner.model.state_dict()
+    scr_backbone = Config.fromfile(SCR_CONFIG).model.backbone
+    scale = scr_backbone.lora_alpha / scr_backbone.lora_rank  # peft's default alpha 8 at rank 4: 2
+    assert scale == 2
     checked = 0
     for key in scr:
         if '.lora_A.scr.' not in key:
@@ -72,10 +75,10 @@ def test_rass_starts_from_the_merged_scr_weights(scr_run, tmp_path):
         prefix = key.split('.lora_A.scr.')[0]
         a, b = scr[key], scr[f'{prefix}.lora_B.scr.weight']
         base = scr[f'{prefix}.base_layer.weight']
-        if a.dim() == 2:  # Linear: W + (alpha / r) B A, alpha = r
-            delta = b @ a
+        if a.dim() == 2:  # Linear: W + (alpha / r) B A
+            delta = scale * b @ a
         else:  # Conv2d: A is (r, in, k, k), B a 1x1 (out, r, 1, 1) conv
-            delta = (b.flatten(1) @ a.flatten(1)).reshape(base.shape)
+            delta = scale * (b.flatten(1) @ a.flatten(1)).reshape(base.shape)
         merged = rass[f'{prefix}.base_layer.weight']  # RASS wraps the merged weight in its Seg LoRA
         torch.testing.assert_close(merged, base + delta, rtol=1e-5, atol=1e-6)
         checked += 1
