@@ -1,14 +1,15 @@
 """Run the paper's DT / R2S / FT protocols on the embedded texture dataset and write the result table.
 
-    python tools/run_protocols.py [--work-dir work_dirs/protocols] [--readme README.md]
+    python tools/run_protocols.py [--work-dir work_dirs/protocols] [--doc docs/en/user_guides/5_protocols.md]
 
 Trains (skipping any run whose checkpoint exists): the tiny SegFormer and Mask2Former baselines on clean
 textures (DT) and fine-tuned on degraded ones (FT), the tiny SCR restorer, tiny RASS on clean textures, and
 RASS on degraded textures starting from the merged SCR adapter (the RASS method). Tests every model on the
 same seeded on-the-fly LQ validation set: DT (clean model), R2S (SCR, then the clean model) and FT. Measures
-parameters and FPS with tools/benchmark.py. Writes a markdown table to WORK_DIR/protocol_table.md and, with
---readme, between the README's ``<!-- protocols:begin -->`` and ``<!-- protocols:end -->`` markers (nothing
-else in the file is touched). ``--iters 2 --val-images 4`` is the smoke version the tests run.
+parameters and FPS with tools/benchmark.py. Writes a markdown table to WORK_DIR/protocol_table.md and between the
+``<!-- protocols:begin -->`` and ``<!-- protocols:end -->`` markers of a docs page (``--doc``, by default
+docs/en/user_guides/5_protocols.md; nothing else in the file is touched; ``--no-doc`` leaves every docs page alone).
+``--iters 2 --val-images 4`` is the smoke version the tests run.
 """
 import argparse
 import importlib.util
@@ -23,6 +24,8 @@ import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BEGIN, END = '<!-- protocols:begin -->', '<!-- protocols:end -->'
+#: The docs page whose protocol markers receive the table by default.
+DEFAULT_DOC = osp.join(REPO, 'docs', 'en', 'user_guides', '5_protocols.md')
 
 
 def cfg(*parts: str) -> str:
@@ -60,7 +63,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--iters', type=int, default=300, help='training iterations of every run')
     parser.add_argument('--val-images', type=int, default=None, help='test on the first N val images only')
     parser.add_argument('--fps-images', type=int, default=20, help='timed images per benchmark round')
-    parser.add_argument('--readme', help='README to update between the protocol markers')
+    doc = parser.add_mutually_exclusive_group()
+    # --readme: the option's former name, kept so that existing commands keep working
+    doc.add_argument('--doc', '--readme', dest='doc', default=DEFAULT_DOC, metavar='PATH',
+                     help='markdown file to update between the protocol markers (default: %(default)s)')
+    doc.add_argument('--no-doc', dest='doc', action='store_const', const=None,
+                     help='write WORK_DIR/protocol_table.md only')
+    parser.set_defaults(doc=DEFAULT_DOC)
     models = sorted(set(RUN_OF.values()))
     parser.add_argument('--models', nargs='+', choices=models, default=models, help='segmentors to run (default: all)')
     return parser.parse_args(argv)
@@ -151,21 +160,29 @@ def build_table(args: argparse.Namespace, miou: Dict[str, Dict[str, float]], spe
     return '\n'.join(lines)
 
 
-def update_readme(readme: str, table: str) -> None:
-    """Replace the text between the protocol markers of ``readme``; refuse when they are missing."""
-    with open(readme) as f:
+def read_doc(doc: str) -> str:
+    """The text of the markdown file ``doc``; refuse it when it lacks one pair of protocol markers."""
+    with open(doc) as f:
         text = f.read()
     if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise ValueError(f'{readme}: expected one {BEGIN} line followed by one {END} line')
+        raise ValueError(f'{doc}: expected one {BEGIN} line followed by one {END} line')
+    return text
+
+
+def update_doc(doc: str, table: str) -> None:
+    """Replace the text between the protocol markers of the markdown file ``doc``; refuse when they are missing."""
+    text = read_doc(doc)
     head, rest = text.split(BEGIN)
     _, tail = rest.split(END)
-    with open(readme, 'w') as f:
+    with open(doc, 'w') as f:
         f.write(f'{head}{BEGIN}\n{table}\n{END}{tail}')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> str:
     args = parse_args(argv)
     args.work_dir = osp.abspath(args.work_dir)
+    if args.doc:
+        read_doc(args.doc)  # a page without markers is refused before any training, not after
     paths = train_all(args)
     miou: Dict[str, Dict[str, float]] = {}
     for label, lq_config in LQ_TEST.items():
@@ -182,8 +199,8 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     table = build_table(args, miou, measure(args))
     with open(osp.join(args.work_dir, 'protocol_table.md'), 'w') as f:
         f.write(table + '\n')
-    if args.readme:
-        update_readme(args.readme, table)
+    if args.doc:
+        update_doc(args.doc, table)
     print(table)
     return table
 
