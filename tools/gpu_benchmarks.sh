@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# GPU figures of the README, measured in one run on a CUDA machine where this repo and its Python packages
-# are importable (random weights: no Stable Diffusion folder needed).
+# The GPU figures of docs/en/advanced_guides/benchmarks.md, measured in one run on a CUDA machine where this repo and
+# its Python packages are importable (random weights: no Stable Diffusion folder needed).
 #
 #   bash tools/gpu_benchmarks.sh [OUT_DIR]        # logs land in OUT_DIR (default work_dirs/gpu_benchmarks)
 #   STEPS="degradation scr_train_bf16" bash tools/gpu_benchmarks.sh    # a subset of the steps below
@@ -12,7 +12,13 @@
 #    iterations (batch 2, bf16 AMP as the config);
 # 3. paper-size SCR training iterations (batch 2, bf16 AMP), the restorer stage's memory;
 # 4. (STEPS=tiny_tools_amp) mmseg's train/test tools on the GPU with --amp: tiny RASS trains, resumes and
-#    tests, tiny SCR trains (work dirs removed afterwards).
+#    tests, tiny SCR trains (work dirs removed afterwards);
+# 5. (STEPS="m2f_tools m2f_inference m2f_inference_bf16 m2f_vs_segformer m2f_compiled") the paper's Mask2Former
+#    config at paper size with random SD weights: tools/train.py 20 iterations (its bf16 AmpOptimWrapper, images
+#    degraded on the fly) on generated 512x512 textures, --resume to 30, tools/test.py with its slide_features
+#    inference; FPS and peak memory of Mask2Former vs the SegformerHead variant, fp32 and bf16, Seg LoRA merged
+#    (deploy) or not, and the UNet compiled with CUDA graphs. Mask2Former's deformable attention runs mmcv's CUDA
+#    kernel when mmcv was built with CUDA ops, else mmcv's PyTorch version (rass_mmseg/compat/ms_deform_attn.py).
 set -uo pipefail
 out=${1:-work_dirs/gpu_benchmarks}
 mkdir -p "$out"
@@ -39,6 +45,7 @@ step() {  # step NAME ARGS...: run one benchmark, keep its whole log, print its 
 }
 
 rass=configs/rass/rass_sd21-base_segformer-head_8xb2-160k_ade20k-lq-512x512.py
+m2f=configs/rass/rass_sd21-base_mask2former_8xb2-160k_ade20k-lq-512x512.py
 scr=configs/scr/scr_sd21-base_4xb4-100k_ade20k-512x512.py
 deploy=(--compare $rass --compare-cfg-options model.backbone.deploy=True)
 run_step() {
@@ -64,6 +71,37 @@ run_step() {
         step scr_tiny_train tools/train.py configs/scr/scr_tiny-sd_1xb4-300it_textures-128x128.py --amp \
             --work-dir "$out/scr_work" --cfg-options train_cfg.max_iters=20 train_cfg.val_interval=20
         rm -rf "$work" "$out/scr_work" ;;
+    m2f_tools)  # the paper config through mmseg's tools, random SD weights, generated 512x512 textures
+        local work=$out/m2f_work cfg=$out/m2f_random_weights.py
+        cat >"$cfg" <<CFG
+_base_ = ['$PWD/$m2f']
+model = dict(backbone=dict(pretrained=None, vae=_base_.sd21_base_vae, unet=_base_.sd21_base_unet,
+                           text_encoder=_base_.sd21_base_text_encoder))
+pipeline = [dict(type='LoadImageFromFileChecked'), dict(type='LoadAnnotations'), dict(type='PackSegInputs')]
+textures = dict(_delete_=True, type='TextureSegDataset', data_root='$out/textures512', pipeline=pipeline,
+                generate_cfg=dict(seed=0, num_train=16, num_val=4, image_size=512))
+train_dataloader = dict(batch_size=2, num_workers=2,
+                        dataset=dict(textures, data_prefix=dict(img_path='img_dir/train', seg_map_path='ann_dir/train')))
+val_dataloader = dict(batch_size=1, num_workers=2,
+                      dataset=dict(textures, data_prefix=dict(img_path='img_dir/val', seg_map_path='ann_dir/val')))
+test_dataloader = val_dataloader
+CFG
+        step m2f_train tools/train.py "$cfg" --work-dir "$work" --cfg-options train_cfg.max_iters=20 \
+            train_cfg.val_interval=20 default_hooks.checkpoint.interval=10
+        step m2f_resume tools/train.py "$cfg" --resume --work-dir "$work" --cfg-options train_cfg.max_iters=30 \
+            train_cfg.val_interval=30 default_hooks.checkpoint.interval=10
+        step m2f_test tools/test.py "$cfg" "$work/iter_30.pth" --work-dir "$work"
+        du -h "$work/iter_30.pth" | tee -a "$out/m2f_tools.log"
+        rm -rf "$work" ;;
+    m2f_inference) step $1 tools/benchmark.py $m2f --without-weights --num-images 20 --rounds 3 --amp none \
+        --compare $m2f --compare-cfg-options model.backbone.deploy=True ;;
+    m2f_inference_bf16) step $1 tools/benchmark.py $m2f --without-weights --num-images 20 --rounds 3 --amp bf16 \
+        --compare $m2f --compare-cfg-options model.backbone.deploy=True ;;
+    m2f_vs_segformer) step $1 tools/benchmark.py $m2f --without-weights --num-images 20 --rounds 3 --compare $rass ;;
+    m2f_train_bf16) step $1 tools/benchmark.py $m2f --without-weights --mode train --batch-size 2 --num-images 10 \
+        --rounds 2 --amp bf16 ;;
+    m2f_compiled) step $1 tools/benchmark.py $m2f --without-weights --num-images 20 --rounds 3 --warmup 5 \
+        --cfg-options model.backbone.deploy=True --compile reduce-overhead ;;
     *) echo "unknown step $1" ;;
     esac
 }
