@@ -30,8 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rass_mmseg.models.data_preprocessors.degradations import (GeneratorRandomSource, KeyedRandomSource,
-                                                               SecondOrderDegradation)
+from rass_mmseg.degradations import GeneratorRandomSource, KeyedRandomSource, SecondOrderDegradation
 
 SAMPLE_IMAGES = ('astronaut', 'coffee', 'chelsea', 'rocket', 'immunohistochemistry', 'hubble_deep_field',
                  'retina', 'brick')

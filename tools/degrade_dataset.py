@@ -243,9 +243,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch
     from tqdm import tqdm
 
-    from rass_mmseg.models.data_preprocessors.degradation_data_preprocessor import (build_degradation,
-                                                                                     image_identity)
-    from rass_mmseg.models.data_preprocessors.degradations import KeyedRandomSource
+    from rass_mmseg.degradations import KeyedRandomSource, build_degradation, image_identity
     from rass_mmseg.version import __version__
 
     degradation_keys, seed, loader_cfg, loader_source = load_settings(args)

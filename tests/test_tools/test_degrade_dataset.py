@@ -12,16 +12,16 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 from skimage import data
 
+from rass_mmseg.degradations import SecondOrderDegradation
 from rass_mmseg.models.data_preprocessors import DegradationDataPreProcessor
-from rass_mmseg.models.data_preprocessors.degradations import SecondOrderDegradation
 from rass_mmseg.version import __version__
+from tests.conftest import repo_path
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'immunohistochemistry')
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location('degrade_dataset', osp.join(REPO, 'tools', 'degrade_dataset.py'))
+    spec = importlib.util.spec_from_file_location('degrade_dataset', repo_path('tools', 'degrade_dataset.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

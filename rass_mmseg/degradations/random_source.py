@@ -12,12 +12,13 @@ Every random quantity of the degradation (a kernel's sigma, a noise field, a JPE
   (seed, identity, image) only.
 """
 import hashlib
+import os.path as osp
 import zlib
 from typing import Optional, Sequence
 
 import torch
 
-__all__ = ['RandomSource', 'GeneratorRandomSource', 'KeyedRandomSource', 'identity_keys']
+__all__ = ['RandomSource', 'GeneratorRandomSource', 'KeyedRandomSource', 'identity_keys', 'image_identity']
 
 # Keyed fields address each element by (i0, i1, i2) packed into 32 bits: 2 bits for the leading axis (channels)
 # and 15 bits for each of the two spatial axes.
@@ -107,6 +108,17 @@ class GeneratorRandomSource(RandomSource):
 
     def subset(self, index: torch.Tensor) -> 'GeneratorRandomSource':
         return GeneratorRandomSource(self.generator, int(index.numel()), self.device)
+
+
+def image_identity(img_path: str) -> str:
+    """The identity that seeds an image's test-mode degradation: its file name.
+
+    The name, not the full path, so that a dataset moved to another root degrades to the same bits.
+
+    Args:
+        img_path: Path of the image file.
+    """
+    return osp.basename(str(img_path))
 
 
 def identity_keys(identities: Sequence[str], seed: int) -> torch.Tensor:
