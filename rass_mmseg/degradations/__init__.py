@@ -8,17 +8,23 @@ from .blur import blur_ragged
 from .blur_kernels import (KERNEL_TYPES, anisotropic_kernels, circular_lowpass_kernels, sample_blur_kernels,
                            sample_sinc_kernels)
 from .builder import build_degradation
+from .degradation_backend import DegradationBackend
 from .jpeg import jpeg_ragged, quantization_tables
-from .noise import add_gaussian_noise, add_poisson_noise, add_random_noise, poisson_from_uniform
+from .noise import add_gaussian_noise, add_poisson_noise, add_random_noise, draw_noise, poisson_from_uniform
+from .opencv_backend import ImageList, OpenCVBackend
+from .opencv_ops import blur_image, jpeg_image, resize_image
 from .ragged_batch import apply_to_subset, pad_ragged
 from .random_source import GeneratorRandomSource, KeyedRandomSource, RandomSource, identity_keys, image_identity
 from .resize import RESIZE_MODES, resize_ragged, sample_resize
-from .second_order_degradation import SecondOrderDegradation, quantize_to_8bit
+from .second_order_degradation import BACKENDS, SecondOrderDegradation
+from .torch_backend import TorchBackend, quantize_to_8bit
 
 __all__ = [
-    'KERNEL_TYPES', 'RESIZE_MODES', 'GeneratorRandomSource', 'KeyedRandomSource', 'RandomSource',
-    'SecondOrderDegradation', 'add_gaussian_noise', 'add_poisson_noise', 'add_random_noise', 'anisotropic_kernels',
-    'apply_to_subset', 'blur_ragged', 'build_degradation', 'circular_lowpass_kernels', 'identity_keys',
-    'image_identity', 'jpeg_ragged', 'pad_ragged', 'poisson_from_uniform', 'quantization_tables', 'quantize_to_8bit',
-    'resize_ragged', 'sample_blur_kernels', 'sample_resize', 'sample_sinc_kernels'
+    'BACKENDS', 'KERNEL_TYPES', 'RESIZE_MODES', 'DegradationBackend', 'GeneratorRandomSource', 'ImageList',
+    'KeyedRandomSource', 'OpenCVBackend', 'RandomSource', 'SecondOrderDegradation', 'TorchBackend',
+    'add_gaussian_noise', 'add_poisson_noise', 'add_random_noise', 'anisotropic_kernels', 'apply_to_subset',
+    'blur_image', 'blur_ragged', 'build_degradation', 'circular_lowpass_kernels', 'draw_noise', 'identity_keys',
+    'image_identity', 'jpeg_image', 'jpeg_ragged', 'pad_ragged', 'poisson_from_uniform', 'quantization_tables',
+    'quantize_to_8bit', 'resize_image', 'resize_ragged', 'sample_blur_kernels', 'sample_resize',
+    'sample_sinc_kernels'
 ]

@@ -3,16 +3,19 @@
 Follows Real-ESRGAN's ``random_add_gaussian_noise_pt`` / ``random_add_poisson_noise_pt`` (clipped to [0, 1],
 not rounded), with the gray/colour choice and the noise type drawn per sample instead of per batch.
 """
-from typing import Dict, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
 from .color import rgb_to_luma
-from .ragged_batch import apply_to_subset
 from .random_source import RandomSource
 
+if TYPE_CHECKING:
+    from .degradation_backend import DegradationBackend
+
 __all__ = [
-    'poisson_quantile_table', 'poisson_from_uniform', 'add_gaussian_noise', 'add_poisson_noise', 'add_random_noise'
+    'POISSON_LEVELS', 'poisson_quantile_table', 'poisson_from_uniform', 'add_gaussian_noise', 'add_poisson_noise',
+    'draw_noise', 'add_random_noise'
 ]
 
 # Real-ESRGAN scales the 8-bit image by 2**ceil(log2(number of distinct levels)) before Poisson sampling: 256 for
@@ -112,14 +115,13 @@ def add_poisson_noise(images: torch.Tensor, random: RandomSource, stream: str, s
     return images + noise * scale.view(-1, 1, 1, 1)
 
 
-def add_random_noise(images: torch.Tensor, random: RandomSource, stream: str, *, gaussian_noise_prob: float,
-                     noise_range: Sequence[float], poisson_scale_range: Sequence[float],
-                     gray_noise_prob: float) -> torch.Tensor:
-    """Real-ESRGAN's random noise step, drawn per sample, clipped to [0, 1].
+def draw_noise(random: RandomSource, stream: str, *, gaussian_noise_prob: float, noise_range: Sequence[float],
+               poisson_scale_range: Sequence[float],
+               gray_noise_prob: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Real-ESRGAN's per-sample noise choices: Gaussian or Poisson, gray or colour, and the levels.
 
     Args:
-        images: ``(B, 3, H, W)`` in [0, 1].
-        random: Source of the draws and fields.
+        random: Source of the draws.
         stream: Prefix of the stream names.
         gaussian_noise_prob: Probability of Gaussian (else Poisson) noise.
         noise_range: Range of the Gaussian sigma in 8-bit units (e.g. ``(1, 30)``).
@@ -127,20 +129,48 @@ def add_random_noise(images: torch.Tensor, random: RandomSource, stream: str, *,
         gray_noise_prob: Probability of gray (same on all channels) noise.
 
     Returns:
-        ``(B, 3, H, W)`` in [0, 1].
+        ``(gaussian, gray, sigma, scale)``: ``(B,)`` bools and ``(B,)`` float32 sigma in [0, 1] units and scale.
     """
     gaussian = random.bernoulli(f'{stream}.gaussian', gaussian_noise_prob)
     gray = random.bernoulli(f'{stream}.gray', gray_noise_prob)
     sigma = random.uniform_range(f'{stream}.sigma', *noise_range) / 255.0
     scale = random.uniform_range(f'{stream}.poisson_scale', *poisson_scale_range)
+    return gaussian, gray, sigma, scale
 
-    def gaussian_step(subset: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return add_gaussian_noise(subset, random.subset(index), f'{stream}.gaussian_field', sigma[index],
-                                  gray[index])
 
-    def poisson_step(subset: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return add_poisson_noise(subset, random.subset(index), f'{stream}.poisson_field', scale[index], gray[index])
+def add_random_noise(images: Any, random: RandomSource, stream: str, *, gaussian_noise_prob: float,
+                     noise_range: Sequence[float], poisson_scale_range: Sequence[float], gray_noise_prob: float,
+                     backend: Optional['DegradationBackend'] = None) -> Any:
+    """Real-ESRGAN's random noise step, drawn per sample, clipped to [0, 1].
 
-    images = apply_to_subset(images, gaussian, gaussian_step)
-    images = apply_to_subset(images, ~gaussian, poisson_step)
-    return images.clamp(0.0, 1.0)
+    Args:
+        images: ``(B, 3, H, W)`` in [0, 1], or a batch in ``backend``'s form.
+        random: Source of the draws and fields.
+        stream: Prefix of the stream names.
+        gaussian_noise_prob: Probability of Gaussian (else Poisson) noise.
+        noise_range: Range of the Gaussian sigma in 8-bit units (e.g. ``(1, 30)``).
+        poisson_scale_range: Range of the Poisson scale.
+        gray_noise_prob: Probability of gray (same on all channels) noise.
+        backend: Backend that adds the noise; ``None`` for the torch operations of this module.
+
+    Returns:
+        The batch in [0, 1], in the form it came in.
+    """
+    if backend is None:
+        from .torch_backend import TorchBackend  # noqa: PLC0415  (the torch backend is built on this module)
+        backend = TorchBackend()
+    gaussian, gray, sigma, scale = draw_noise(random, stream, gaussian_noise_prob=gaussian_noise_prob,
+                                              noise_range=noise_range, poisson_scale_range=poisson_scale_range,
+                                              gray_noise_prob=gray_noise_prob)
+
+    def gaussian_step(subset: Any, index: torch.Tensor) -> Any:
+        return backend.gaussian_noise(subset, random.subset(index), f'{stream}.gaussian_field', sigma[index],
+                                      gray[index])
+
+    def poisson_step(subset: Any, index: torch.Tensor) -> Any:
+        return backend.poisson_noise(subset, random.subset(index), f'{stream}.poisson_field', scale[index],
+                                     gray[index])
+
+    images = backend.apply_to_subset(images, gaussian, gaussian_step)
+    images = backend.apply_to_subset(images, ~gaussian, poisson_step)
+    return backend.clamp(images)

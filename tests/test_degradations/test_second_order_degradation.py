@@ -6,22 +6,25 @@ from rass_mmseg.degradations import GeneratorRandomSource, KeyedRandomSource, Se
 from tests.test_degradations.helpers import keyed, photo
 
 CPU = torch.device('cpu')
+BACKENDS = ('torch', 'opencv')
 
 
-def test_engine_output_is_8bit_in_range_same_size_and_degraded():
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_engine_output_is_8bit_in_range_same_size_and_degraded(backend):
     images = photo(64).expand(4, -1, -1, -1).contiguous()
-    degraded = SecondOrderDegradation()(images, keyed(4))
+    degraded = SecondOrderDegradation(backend=backend)(images, keyed(4))
     assert degraded.shape == images.shape and degraded.dtype == torch.float32
     assert degraded.min() >= 0 and degraded.max() <= 1
     assert torch.equal(degraded * 255, (degraded * 255).round())
     assert ((degraded - images).abs().mean(dim=(1, 2, 3)) > 2 / 255).all()
 
 
-def test_keyed_engine_is_independent_of_batch_size_and_order():
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_keyed_engine_is_independent_of_batch_size_and_order(backend):
     torch.manual_seed(0)
     images = (torch.rand(6, 3, 48, 40) * 255).round() / 255
     names = [f'img_{index}.jpg' for index in range(6)]
-    engine = SecondOrderDegradation()
+    engine = SecondOrderDegradation(backend=backend)
     full = engine(images, KeyedRandomSource.from_identities(names, 7))
     for order in ([5, 1, 3], [2], [4, 0, 1, 2, 3, 5]):
         part = engine(images[order], KeyedRandomSource.from_identities([names[i] for i in order], 7))
@@ -30,9 +33,10 @@ def test_keyed_engine_is_independent_of_batch_size_and_order():
     assert (other_seed != full).float().mean() > 0.5
 
 
-def test_generator_engine_is_reproducible_from_its_seed_and_fresh_per_call():
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_generator_engine_is_reproducible_from_its_seed_and_fresh_per_call(backend):
     images = photo(48).expand(3, -1, -1, -1).contiguous()
-    engine = SecondOrderDegradation()
+    engine = SecondOrderDegradation(backend=backend)
     first = engine(images, GeneratorRandomSource(torch.Generator().manual_seed(3), 3, CPU))
     again = engine(images, GeneratorRandomSource(torch.Generator().manual_seed(3), 3, CPU))
     assert torch.equal(first, again)
@@ -50,6 +54,7 @@ def test_generator_engine_is_reproducible_from_its_seed_and_fresh_per_call():
     ('jpeg_range', [30, 120], "'jpeg_range' must lie within [1.0, 100.0]"),
     ('second_blur_prob', 1.5, "'second_blur_prob' must be a probability in [0, 1]"),
     ('kernel_range', [8, 21], "'kernel_range' must be [smallest, largest] odd kernel sizes"),
+    ('backend', 'cv2', "'backend' must be one of ['auto', 'torch', 'opencv'], got 'cv2'"),
 ])
 def test_bad_parameters_are_named_in_a_one_line_error(key, value, message):
     with pytest.raises(ValueError) as error:
