@@ -216,9 +216,10 @@ def check_existing_manifest(out_dir: str, manifest: Dict[str, Any]) -> None:
 
 def comparable(key: str, value: Any) -> Any:
     """A manifest entry as resuming compares it: the degradation keys without 'backend' (the backend that ran is
-    compared as the entry 'backend')."""
+    compared as the entry 'backend'), and with ops='libjpeg', the only operations before the key existed."""
     if key == 'degradation' and isinstance(value, dict):
-        return {name: setting for name, setting in value.items() if name != 'backend'}
+        return dict({name: setting for name, setting in value.items() if name != 'backend'},
+                    ops=value.get('ops', 'libjpeg'))
     return value
 
 

@@ -5,7 +5,7 @@ carries out the operations on a batch held in its own form (a ragged-batch canva
 :class:`TorchBackend`, a list of numpy images for :class:`OpenCVBackend`), so the same draws reach both and only
 the arithmetic differs.
 """
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 
@@ -39,7 +39,7 @@ class DegradationBackend:
         raise NotImplementedError
 
     def resize(self, batch: Any, sizes: torch.Tensor, out_sizes: torch.Tensor, modes: torch.Tensor,
-               canvas: Tuple[int, int]) -> Any:
+               canvas: Tuple[int, int], scales: Optional[torch.Tensor] = None) -> Any:
         """Resize each image to its ``out_sizes`` with its mode (indices into ``RESIZE_MODES``).
 
         Args:
@@ -49,6 +49,8 @@ class DegradationBackend:
             modes: Interpolation modes.
             canvas: Canvas of the resized ragged batch (what the torch backend allocates; the OpenCV backend
                 draws its training noise fields on it, so both consume a generator identically).
+            scales: ``(B,)`` float64 scale factors when the sampling grid is ``F.interpolate(scale_factor=...)``'s
+                (source ``(i + 0.5) / scale - 0.5``), else ``None`` (``F.interpolate(size=...)``'s).
         """
         raise NotImplementedError
 
@@ -58,9 +60,10 @@ class DegradationBackend:
         where ``gray``), not clipped."""
         raise NotImplementedError
 
-    def poisson_noise(self, batch: Any, random: RandomSource, stream: str, scale: torch.Tensor,
-                      gray: torch.Tensor) -> Any:
-        """Add ``scale`` times Poisson noise of the 8-bit image (of its luma where ``gray``), not clipped."""
+    def poisson_noise(self, batch: Any, random: RandomSource, stream: str, scale: torch.Tensor, gray: torch.Tensor,
+                      sizes: Optional[torch.Tensor] = None) -> Any:
+        """Add ``scale`` times Poisson noise of the 8-bit image (of its luma where ``gray``), not clipped
+        (``sizes``: the images' sizes, ``None`` when they fill the canvas)."""
         raise NotImplementedError
 
     def clamp(self, batch: Any) -> Any:

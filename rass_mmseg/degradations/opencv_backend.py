@@ -6,7 +6,7 @@ image's work with SIMD code and no padding to a common size. The random draws st
 :class:`RandomSource` with the same stream names and shapes as on the torch backend (training noise fields on the
 torch backend's canvas), so a generator advances identically and the same draws reach both backends.
 """
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -97,7 +97,10 @@ class OpenCVBackend(DegradationBackend):
         return ImageList([blur_image(image, kernel) for image, kernel in zip(batch.images, kernels)], batch.canvas)
 
     def resize(self, batch: ImageList, sizes: torch.Tensor, out_sizes: torch.Tensor, modes: torch.Tensor,
-               canvas: Tuple[int, int]) -> ImageList:
+               canvas: Tuple[int, int], scales: Optional[torch.Tensor] = None) -> ImageList:
+        if scales is not None:
+            raise ValueError("the 'opencv' degradation backend resizes on F.interpolate(size=...)'s grid only "
+                             "(ops='libjpeg')")
         images = [
             resize_image(image, height, width, RESIZE_MODES[mode])
             for image, (height, width), mode in zip(batch.images, out_sizes.tolist(), modes.tolist())
@@ -116,7 +119,7 @@ class OpenCVBackend(DegradationBackend):
         return ImageList(images, batch.canvas)
 
     def poisson_noise(self, batch: ImageList, random: RandomSource, stream: str, scale: torch.Tensor,
-                      gray: torch.Tensor) -> ImageList:
+                      gray: torch.Tensor, sizes: Optional[torch.Tensor] = None) -> ImageList:
         gray = gray.tolist()
         fields = _field(random, stream, batch, [1 if flag else 3 for flag in gray], normal=False)
         noise_table = _poisson_noise_table()

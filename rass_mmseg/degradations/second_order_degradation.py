@@ -26,10 +26,10 @@ from .degradation_backend import DegradationBackend
 from .noise import add_random_noise
 from .opencv_backend import OpenCVBackend
 from .random_source import RandomSource
-from .resize import RESIZE_MODES, sample_resize
-from .torch_backend import TorchBackend, quantize_to_8bit
+from .resize import RESIZE_MODES, draw_resize
+from .torch_backend import OPS, TorchBackend, quantize_to_8bit
 
-__all__ = ['BACKENDS', 'SecondOrderDegradation', 'quantize_to_8bit']
+__all__ = ['BACKENDS', 'OPS', 'SecondOrderDegradation', 'quantize_to_8bit']
 
 _PROB_TOLERANCE = 1e-6
 #: Values of the ``backend`` key.
@@ -113,10 +113,15 @@ class SecondOrderDegradation:
         final_jpeg_first_prob: Probability that the final JPEG comes before the resize back and the sinc filter.
         resize_mode_prob: Probabilities of the interpolation modes area / bilinear / bicubic of every resize.
         rotation_range: Range of the rotation (radians) of anisotropic kernels.
-        backend: Where the operations run: ``'auto'`` (OpenCV for CPU tensors, torch otherwise), ``'torch'``
-            (batched torch code on any device) or ``'opencv'`` (OpenCV and numpy, CPU tensors only). The random
-            draws are the same on both; the images agree within float rounding, except JPEG, which OpenCV codes
-            with libjpeg (8-bit input, integer quality), so the two give equally distributed, not equal, images.
+        backend: Where the operations run: ``'auto'`` (OpenCV for CPU tensors with ``ops='libjpeg'``, torch
+            otherwise), ``'torch'`` (batched torch code on any device) or ``'opencv'`` (OpenCV and numpy, CPU
+            tensors, ``ops='libjpeg'`` only). The random draws are the same on both; the images agree within float
+            rounding, except JPEG, which OpenCV codes with libjpeg (8-bit input, integer quality), so the two give
+            equally distributed, not equal, images.
+        ops: Which operations: ``'libjpeg'`` (a libjpeg-faithful JPEG, resizes on ``F.interpolate(size=...)``'s
+            grid, Poisson noise on 256 levels) or ``'public_rass'`` (those of the public RASS code, i.e. BasicSR's:
+            DiffJPEG, the first resize with ``scale_factor=``, Poisson levels from each image's count of distinct
+            values). Same parameters and draws give ~0.4 dB harsher images with ``'public_rass'``.
     """
 
     def __init__(self,
@@ -152,7 +157,8 @@ class SecondOrderDegradation:
                  final_jpeg_first_prob: float = 0.5,
                  resize_mode_prob: Sequence[float] = (1 / 3, 1 / 3, 1 / 3),
                  rotation_range: Sequence[float] = (-math.pi, math.pi),
-                 backend: str = 'auto') -> None:
+                 backend: str = 'auto',
+                 ops: str = 'libjpeg') -> None:
         low, high = (int(size) for size in kernel_range) if len(kernel_range) == 2 else (0, 0)
         if low < 1 or low % 2 == 0 or high % 2 == 0 or low > high:
             raise ValueError(f"degradation key 'kernel_range' must be [smallest, largest] odd kernel sizes, "
@@ -167,7 +173,14 @@ class SecondOrderDegradation:
         self.second_blur_prob = _check_probability('second_blur_prob', second_blur_prob)
         if backend not in BACKENDS:
             raise ValueError(f"degradation key 'backend' must be one of {list(BACKENDS)}, got {backend!r}")
+        if ops not in OPS:
+            raise ValueError(f"degradation key 'ops' must be one of {list(OPS)}, got {ops!r}")
+        if backend == 'opencv' and ops != 'libjpeg':
+            raise ValueError(f"degradation backend 'opencv' implements ops='libjpeg' only (DiffJPEG and "
+                             f"scale-factor resizing have no OpenCV equivalent), got ops={ops!r}; use "
+                             "backend='auto' or 'torch'")
         self.backend = backend
+        self.ops = ops
         self.stages = {}
         for suffix, values in (('', (kernel_list, kernel_prob, sinc_prob, blur_sigma, betag_range, betap_range,
                                      resize_prob, resize_range, gaussian_noise_prob, noise_range,
@@ -176,6 +189,10 @@ class SecondOrderDegradation:
                                       betap_range2, resize_prob2, resize_range2, gaussian_noise_prob2, noise_range2,
                                       poisson_scale_range2, gray_noise_prob2, jpeg_range2))):
             self.stages[suffix] = self._check_stage(suffix, *values)
+            if ops == 'public_rass' and self.stages[suffix]['jpeg_range'][1] >= 100.0:
+                raise ValueError(f"degradation key 'jpeg_range{suffix}' must stay below 100 with ops='public_rass' "
+                                 f"(DiffJPEG's table factor is 0 at quality 100), got "
+                                 f"{list(self.stages[suffix]['jpeg_range'])}")
 
     @staticmethod
     def _check_stage(suffix: str, kernel_list: Sequence[str], kernel_prob: Sequence[float], sinc_prob: float,
@@ -208,20 +225,20 @@ class SecondOrderDegradation:
         params.update(second_blur_prob=self.second_blur_prob, final_sinc_prob=self.final_sinc_prob,
                       final_jpeg_first_prob=self.final_jpeg_first_prob,
                       resize_mode_prob=list(self.resize_mode_prob), rotation_range=list(self.rotation_range),
-                      backend=self.backend)
+                      backend=self.backend, ops=self.ops)
         return params
 
     def backend_for(self, device: torch.device) -> DegradationBackend:
         """The backend that degrades batches on ``device`` (``'auto'``: OpenCV on the CPU, torch elsewhere)."""
         name = self.backend
         if name == 'auto':
-            name = 'opencv' if torch.device(device).type == 'cpu' else 'torch'
+            name = 'opencv' if torch.device(device).type == 'cpu' and self.ops == 'libjpeg' else 'torch'
         if name == 'opencv':
             if torch.device(device).type != 'cpu':
                 raise ValueError(f"degradation backend 'opencv' runs on CPU tensors, got a batch on {device}; "
                                  "use backend='auto' or 'torch'")
             return OpenCVBackend()
-        return TorchBackend()
+        return TorchBackend(self.ops)
 
     def _blur_kernels(self, random: RandomSource, stream: str, stage: Dict[str, Any]) -> BlurKernelDraws:
         return draw_blur_kernels(random, stream, kernel_sizes=self.kernel_sizes, kernel_types=stage['kernel_list'],
@@ -231,17 +248,21 @@ class SecondOrderDegradation:
                                  max_size=self.kernel_range[1])
 
     def _resize(self, batch: Any, sizes: torch.Tensor, random: RandomSource, stream: str, base_sizes: torch.Tensor,
-                stage: Dict[str, Any], backend: DegradationBackend) -> Tuple[Any, torch.Tensor]:
-        out_sizes, modes = sample_resize(random, stream, base_sizes, stage['resize_prob'], stage['resize_range'],
-                                         self.resize_mode_prob)
+                stage: Dict[str, Any], backend: DegradationBackend,
+                scale_factor: bool = False) -> Tuple[Any, torch.Tensor]:
+        """Draw and apply a random resize; ``scale_factor``: sample on ``F.interpolate(scale_factor=...)``'s grid
+        (the public RASS code's first resize) instead of ``size=``'s."""
+        draws = draw_resize(random, stream, base_sizes, stage['resize_prob'], stage['resize_range'],
+                            self.resize_mode_prob)
         # In Python: a torch reduction, even over a (B, 2) tensor, may wake torch's CPU threads.
-        largest = [max(column) for column in zip(*out_sizes.tolist())]
+        largest = [max(column) for column in zip(*draws.out_sizes.tolist())]
         if random.is_batch_invariant:
             # Canvas from the size and the config only, so no shape depends on the other images of the batch.
             height, width = base_sizes[0].tolist()
             bound = [math.floor(height * stage['resize_range'][1]), math.floor(width * stage['resize_range'][1])]
             largest = [max(size, limit) for size, limit in zip(largest, bound)]
-        return backend.resize(batch, sizes, out_sizes, modes, tuple(largest)), out_sizes
+        return backend.resize(batch, sizes, draws.out_sizes, draws.modes, tuple(largest),
+                              draws.scales if scale_factor else None), draws.out_sizes
 
     def __call__(self, images: torch.Tensor, random: RandomSource) -> torch.Tensor:
         """Degrade a batch.
@@ -273,8 +294,10 @@ class SecondOrderDegradation:
 
         # Stage 1: blur, resize, noise, JPEG.
         batch = backend.blur(batch, base_sizes, self._blur_kernels(random, 'first.blur', first))
-        batch, sizes = self._resize(batch, base_sizes, random, 'first.resize', base_sizes, first, backend)
-        batch = add_random_noise(batch, random, 'first.noise', backend=backend, **self._noise_args(first))
+        batch, sizes = self._resize(batch, base_sizes, random, 'first.resize', base_sizes, first, backend,
+                                    scale_factor=self.ops == 'public_rass')
+        batch = add_random_noise(batch, random, 'first.noise', backend=backend, sizes=sizes,
+                                 **self._noise_args(first))
         batch = backend.jpeg(batch, sizes, random.uniform_range('first.jpeg', *first['jpeg_range']))
 
         # Stage 2: blur (sometimes), resize relative to the input size, noise.
@@ -282,7 +305,8 @@ class SecondOrderDegradation:
         batch = backend.apply_to_subset(batch, random.bernoulli('second.blur.apply', self.second_blur_prob),
                                         lambda subset, index: backend.blur(subset, sizes[index], kernels.select(index)))
         batch, sizes = self._resize(batch, sizes, random, 'second.resize', base_sizes, second, backend)
-        batch = add_random_noise(batch, random, 'second.noise', backend=backend, **self._noise_args(second))
+        batch = add_random_noise(batch, random, 'second.noise', backend=backend, sizes=sizes,
+                                 **self._noise_args(second))
 
         # Final: [resize back + sinc] and [JPEG] in random order.
         quality = random.uniform_range('final.jpeg', *second['jpeg_range'])
@@ -293,7 +317,8 @@ class SecondOrderDegradation:
         batch = backend.resize(batch, sizes, base_sizes, modes, (height, width))
         sinc = draw_sinc_kernels(random, 'final.sinc', kernel_sizes=self.kernel_sizes, max_size=self.kernel_range[1])
         batch = backend.apply_to_subset(batch, random.bernoulli('final.sinc.apply', self.final_sinc_prob),
-                                        lambda subset, index: backend.blur(subset, base_sizes[index], sinc.select(index)))
+                                        lambda subset, index: backend.blur(subset, base_sizes[index],
+                                                                           sinc.select(index)))
         batch = backend.apply_to_subset(batch, ~jpeg_first,
                                         lambda subset, index: backend.jpeg(subset, base_sizes[index],
                                                                            quality[index]))

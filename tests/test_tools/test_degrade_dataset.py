@@ -126,7 +126,8 @@ def test_a_folder_written_before_backends_resumes_only_with_the_torch_backend(da
     degrade(dataset, '--limit', '2')
     path = dataset / 'out' / 'images' / 'manifest.json'
     manifest = json.loads(path.read_text())
-    del manifest['backend'], manifest['degradation']['backend']  # as the tool wrote it before backends
+    # as the tool wrote it before backends and ops presets
+    del manifest['backend'], manifest['degradation']['backend'], manifest['degradation']['ops']
     path.write_text(json.dumps(manifest))
     with pytest.raises(SystemExit, match="written with another backend \\('torch'\\)"):
         degrade(dataset)
@@ -135,3 +136,14 @@ def test_a_folder_written_before_backends_resumes_only_with_the_torch_backend(da
                       "degradation=dict(backend='torch'))\n")
     assert degrade(dataset, '--config', str(config)) == 0
     assert len(outputs(dataset)) == 5
+
+
+def test_public_rass_ops_run_on_torch_and_are_recorded(dataset, tmp_path):
+    config = tmp_path / 'public_ops.py'
+    config.write_text("degradation_preprocessor = dict(type='DegradationDataPreProcessor', "
+                      "degradation=dict(ops='public_rass'))\n")
+    assert degrade(dataset, '--config', str(config), '--limit', '1') == 0
+    manifest = json.loads((dataset / 'out' / 'images' / 'manifest.json').read_text())
+    assert manifest['backend'] == 'torch' and manifest['degradation']['ops'] == 'public_rass'
+    with pytest.raises(SystemExit, match='written with another degradation'):
+        degrade(dataset)  # the default ops are libjpeg
