@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .color import JFIF_CHROMA, LUMA_WEIGHTS, mix_channels
-from .jpeg import CHROMA_QUANTIZATION_TABLE, LUMA_QUANTIZATION_TABLE, _code_planes, _dct_basis
+from .jpeg import CHROMA_QUANTIZATION_TABLE, LUMA_QUANTIZATION_TABLE, code_planes, dct_basis
 
 __all__ = ['DIFFJPEG_INVERSE_MATRIX', 'diffjpeg_factors', 'diffjpeg_tables', 'diffjpeg_ragged']
 
@@ -97,9 +97,9 @@ def diffjpeg_ragged(images: torch.Tensor, sizes: torch.Tensor, quality: torch.Te
     luma = mix_channels((LUMA_WEIGHTS, ), rgb).sub_(128.0)
     chroma = _average_2x2(mix_channels(JFIF_CHROMA, rgb).add_(128.0)).sub_(128.0)
     luma_table, chroma_table = diffjpeg_tables(quality)
-    basis = _dct_basis(images.device)
-    luma = _code_planes(luma, luma_table, basis).add_(128.0)
-    chroma = _code_planes(chroma, chroma_table, basis).add_(128.0)
+    basis = dct_basis(images.device)
+    luma = code_planes(luma, luma_table, basis).add_(128.0)
+    chroma = code_planes(chroma, chroma_table, basis).add_(128.0)
     chroma = chroma.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1).sub_(128.0)
     rgb = mix_channels(DIFFJPEG_INVERSE_MATRIX, torch.cat((luma, chroma), dim=1))
     return rgb.clamp_(0.0, 255.0).div_(255.0)[..., :height, :width]

@@ -1,7 +1,9 @@
 """Additive Gaussian and Poisson noise with a noise level, a noise type and a gray/colour choice per sample.
 
 Follows Real-ESRGAN's ``random_add_gaussian_noise_pt`` / ``random_add_poisson_noise_pt`` (clipped to [0, 1],
-not rounded), with the gray/colour choice and the noise type drawn per sample instead of per batch.
+not rounded), with the gray/colour choice and the noise type drawn per sample instead of per batch. Poisson noise
+comes in two rules: 256 levels for every image (:func:`add_poisson_noise`) or BasicSR's levels from each image's
+count of distinct values (:func:`add_distinct_poisson_noise`, the public RASS code's).
 """
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
@@ -14,16 +16,17 @@ if TYPE_CHECKING:
     from .degradation_backend import DegradationBackend
 
 __all__ = [
-    'POISSON_LEVELS', 'TORCHVISION_LUMA_WEIGHTS', 'poisson_quantile_table', 'poisson_from_uniform',
+    'POISSON_LEVELS', 'QUANTILE_BINS', 'TORCHVISION_LUMA_WEIGHTS', 'poisson_quantile_table', 'poisson_from_uniform',
     'add_gaussian_noise', 'add_poisson_noise', 'distinct_level_counts', 'add_distinct_poisson_noise', 'draw_noise',
     'add_random_noise'
 ]
 
-# Real-ESRGAN scales the 8-bit image by 2**ceil(log2(number of distinct levels)) before Poisson sampling: 256 for
-# any image with more than 128 distinct 8-bit levels. We use 256 always (no per-image histogram).
+#: Real-ESRGAN scales the 8-bit image by 2**ceil(log2(number of distinct levels)) before Poisson sampling: 256 for
+#: any image with more than 128 distinct 8-bit levels. add_poisson_noise (ops='libjpeg') uses 256 always (no
+#: per-image histogram); add_distinct_poisson_noise (ops='public_rass') counts the levels of each image.
 POISSON_LEVELS = 256
-# Poisson counts come from a quantile table: one row per 8-bit level, one column per 1/4096 of probability.
-_QUANTILE_BINS = 4096
+#: Poisson counts come from a quantile table: one row per 8-bit level, one column per 1/4096 of probability.
+QUANTILE_BINS = 4096
 _MAX_COUNT = 640
 _quantile_tables: Dict[Tuple[torch.device, Optional[int]], torch.Tensor] = {}
 #: torchvision's ``rgb_to_grayscale`` weights, which BasicSR's Poisson noise uses for its gray noise.
@@ -53,7 +56,7 @@ def poisson_quantile_table(device: torch.device, levels: Optional[int] = None) -
         log_pmf = counts * torch.log(rate.clamp(min=1e-300)) - rate - torch.lgamma(counts + 1)
         log_pmf[0] = torch.where(counts[0] == 0, 0.0, -torch.inf)
         cdf = torch.exp(log_pmf).cumsum(dim=1)
-        targets = ((torch.arange(_QUANTILE_BINS, dtype=torch.float64) + 0.5) / _QUANTILE_BINS).expand(256, -1)
+        targets = ((torch.arange(QUANTILE_BINS, dtype=torch.float64) + 0.5) / QUANTILE_BINS).expand(256, -1)
         table = torch.searchsorted(cdf.contiguous(), targets.contiguous()).clamp(max=_MAX_COUNT - 1)
         _quantile_tables[key] = table.to(device=device, dtype=torch.float32).reshape(-1)
     return _quantile_tables[key]
@@ -76,7 +79,7 @@ def poisson_from_uniform(levels: torch.Tensor, uniform: torch.Tensor,
         float32 counts, same shape.
     """
     table = poisson_quantile_table(levels.device) if table is None else table
-    index = levels.long().mul_(_QUANTILE_BINS).add_((uniform * _QUANTILE_BINS).long().clamp_(max=_QUANTILE_BINS - 1))
+    index = levels.long().mul_(QUANTILE_BINS).add_((uniform * QUANTILE_BINS).long().clamp_(max=QUANTILE_BINS - 1))
     return table[index]
 
 

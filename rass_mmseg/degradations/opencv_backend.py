@@ -14,7 +14,7 @@ import torch
 
 from .blur_kernels import BlurKernelDraws
 from .degradation_backend import DegradationBackend
-from .noise import _QUANTILE_BINS, POISSON_LEVELS, poisson_quantile_table
+from .noise import POISSON_LEVELS, QUANTILE_BINS, poisson_quantile_table
 from .opencv_ops import blur_image, blur_kernels_numpy, jpeg_image, luma_image, resize_image, to_8bit
 from .random_source import RandomSource
 from .resize import RESIZE_MODES
@@ -67,7 +67,7 @@ def _poisson_noise_table() -> np.ndarray:
     """Poisson noise by table index ``k * 4096 + m``: ``count(k, m) / 256 - k / 255`` with the float32 operations
     of :func:`.noise.add_poisson_noise` (``count * (1 / 256) - k * float32(1 / 255)``), so a lookup gives its bits."""
     if 'noise' not in _noise_tables:
-        counts = poisson_quantile_table(torch.device('cpu')).numpy().reshape(256, _QUANTILE_BINS)
+        counts = poisson_quantile_table(torch.device('cpu')).numpy().reshape(256, QUANTILE_BINS)
         levels = np.arange(256, dtype=_FLOAT).reshape(-1, 1)
         noise = counts * _FLOAT(1.0 / POISSON_LEVELS) - levels * _FLOAT(1.0 / 255.0)
         _noise_tables['noise'] = np.ascontiguousarray(noise.reshape(-1), dtype=_FLOAT)
@@ -131,8 +131,8 @@ class OpenCVBackend(DegradationBackend):
             uniform = field[0][..., None] if flag else field.transpose(1, 2, 0)
             levels = to_8bit(source)
             # u < 1 - 2**-25, so floor(u * 4096) <= 4095 without the clamp the torch code applies.
-            index = (uniform * _FLOAT(_QUANTILE_BINS)).astype(np.int32)
-            index += levels.astype(np.int32) * np.int32(_QUANTILE_BINS)
+            index = (uniform * _FLOAT(QUANTILE_BINS)).astype(np.int32)
+            index += levels.astype(np.int32) * np.int32(QUANTILE_BINS)
             images.append(image + noise_table[index] * level)
         return ImageList(images, batch.canvas)
 
