@@ -63,7 +63,9 @@ class DegradationDataPreProcessor(SegDataPreProcessor):
         batch_augments: Batch augmentations (training).
         test_cfg: Padding of validation/test batches (``size`` or ``size_divisor``).
         degrade: ``'train'``, ``'test'`` or ``'never'`` (see above).
-        degradation: Keys of :class:`SecondOrderDegradation`; missing keys take the RASS values.
+        degradation: Keys of :class:`SecondOrderDegradation`; missing keys take the RASS values. ``ops`` picks the
+            operations (``'libjpeg'``, default, or ``'public_rass'``, the public RASS code's), ``backend`` where they
+            run (``'auto'``: OpenCV for CPU batches with ``ops='libjpeg'``, torch otherwise).
         train_seed: Seed of the training draws; ``None`` takes ``torch.initial_seed()``, the seed mmengine's
             ``randomness=dict(seed=...)`` has set by then (no random number is consumed).
         test_seed: Seed of the test-mode draws (the benchmark seed).
