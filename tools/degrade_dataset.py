@@ -17,9 +17,14 @@ loader scales as cv2 does), so an empty, truncated or non-image file stops the r
 
 Images are written as PNG (lossless, same stem and sub-folders), so a dataset config needs ``img_suffix='.png'``.
 The run is resumable: finished images are skipped, and a partly written file never carries the final name.
-``manifest.json`` (seed, degradation parameters, image loader, rass_mmseg version) is written next to the images;
-a folder whose manifest has another seed, other parameters or another loader is refused (a manifest written
-before the loader was recorded counts as the default loader, which is how those images were read).
+``manifest.json`` (seed, degradation parameters, the backend that ran them, image loader, rass_mmseg version) is
+written next to the images; a folder whose manifest has another seed, other parameters, another backend or another
+loader is refused (a manifest written before the loader was recorded counts as the default loader, one written
+before the backend was recorded as ``'torch'``: that is how those images were made).
+
+On the CPU the engine runs its OpenCV backend (``backend='auto'``), as the preprocessor does on the CPU, so the
+output stays equal to ``degrade='test'`` on the CPU; set ``backend='torch'`` in the config's degradation keys to
+reproduce folders written with the torch operations.
 """
 import argparse
 import json
@@ -201,10 +206,21 @@ def check_existing_manifest(out_dir: str, manifest: Dict[str, Any]) -> None:
         existing = json.load(file)
     # images of a manifest without 'loader' were read as the default loader reads them (cv2, color)
     existing.setdefault('loader', DEFAULT_LOADER_RECORD)
-    for key in ('seed', 'degradation', 'identity', 'loader'):
-        if existing.get(key) != manifest[key]:
+    # images of a manifest without 'backend' were degraded by the torch operations (before the OpenCV backend)
+    existing.setdefault('backend', 'torch')
+    for key in ('seed', 'degradation', 'identity', 'loader', 'backend'):
+        if comparable(key, existing.get(key)) != comparable(key, manifest[key]):
             fail(f'{path} was written with another {key} ({existing.get(key)!r}); resume with the same settings '
                  'or use a new folder')
+
+
+def comparable(key: str, value: Any) -> Any:
+    """A manifest entry as resuming compares it: the degradation keys without 'backend' (the backend that ran is
+    compared as the entry 'backend'), and with ops='libjpeg', the only operations before the key existed."""
+    if key == 'degradation' and isinstance(value, dict):
+        return dict({name: setting for name, setting in value.items() if name != 'backend'},
+                    ops=value.get('ops', 'libjpeg'))
+    return value
 
 
 def carry_labels(label_dir: str, out_label_dir: str, mode: str) -> int:
@@ -243,13 +259,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch
     from tqdm import tqdm
 
-    from rass_mmseg.models.data_preprocessors.degradation_data_preprocessor import (build_degradation,
-                                                                                     image_identity)
-    from rass_mmseg.models.data_preprocessors.degradations import KeyedRandomSource
+    from rass_mmseg.degradations import KeyedRandomSource, build_degradation, image_identity
     from rass_mmseg.version import __version__
 
     degradation_keys, seed, loader_cfg, loader_source = load_settings(args)
     engine = build_degradation(degradation_keys)
+    device = torch.device(args.device)
     from mmseg.registry import TRANSFORMS
     loader = TRANSFORMS.build(dict(loader_cfg, ignore_empty=False))  # a file that does not decode stops the run
     relatives = list_files(args.src_dir, IMAGE_EXTENSIONS)
@@ -259,6 +274,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seed=seed,
         identity='file name (DegradationDataPreProcessor, degrade="test")',
         degradation=engine.to_dict(),
+        backend=engine.backend_for(device).name,
         loader=loader_record(loader, loader_cfg),
         source=osp.abspath(args.src_dir),
         output_format='png',
@@ -275,7 +291,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     pending = [relative for relative in relatives if not osp.exists(output_path(args.out_dir, relative))]
     if args.limit is not None:
         pending = pending[:args.limit]
-    device = torch.device(args.device)
     progress = tqdm(total=len(pending), unit='img', desc='degrading', dynamic_ncols=True)
     for start in range(0, len(pending), args.batch_size * 4):
         chunk = pending[start:start + args.batch_size * 4]

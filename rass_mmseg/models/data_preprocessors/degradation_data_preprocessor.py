@@ -1,6 +1,9 @@
-"""mmseg data preprocessor that degrades clean batches on the fly (RASS, arXiv 2602.14042, training data)."""
-import inspect
-import os.path as osp
+"""mmseg data preprocessor that degrades clean batches on the fly (RASS, arXiv 2602.14042, training data).
+
+A thin adapter: the degradation itself is the engine of :mod:`rass_mmseg.degradations`; this class stacks and pads
+the batch as mmseg's ``SegDataPreProcessor`` does, picks the random draws (training generator or keyed test-mode
+draws) and calls the engine.
+"""
 from numbers import Number
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -11,34 +14,12 @@ from mmseg.models.data_preprocessor import SegDataPreProcessor
 from mmseg.registry import MODELS
 from mmseg.utils import stack_batch
 
-from .degradations import GeneratorRandomSource, KeyedRandomSource, RandomSource, SecondOrderDegradation
+from rass_mmseg.degradations import (GeneratorRandomSource, KeyedRandomSource, RandomSource, build_degradation,
+                                     image_identity)
 
-__all__ = ['DegradationDataPreProcessor', 'build_degradation', 'image_identity']
+__all__ = ['DegradationDataPreProcessor']
 
 DEGRADE_MODES = ('train', 'test', 'never')
-
-
-def build_degradation(degradation: Optional[Dict[str, Any]]) -> SecondOrderDegradation:
-    """Build the engine from a config dict, naming any unknown key.
-
-    Args:
-        degradation: Keyword arguments of :class:`SecondOrderDegradation`; ``None`` for the RASS defaults.
-    """
-    degradation = dict(degradation or {})
-    known = inspect.signature(SecondOrderDegradation.__init__).parameters
-    unknown = sorted(key for key in degradation if key not in known or key == 'self')
-    if unknown:
-        raise ValueError(f'unknown degradation key(s) {unknown}; expected keys of SecondOrderDegradation: '
-                         f'{sorted(key for key in known if key != "self")}')
-    return SecondOrderDegradation(**degradation)
-
-
-def image_identity(img_path: str) -> str:
-    """The identity that seeds an image's test-mode degradation: its file name.
-
-    The name, not the full path, so that a dataset moved to another root degrades to the same bits.
-    """
-    return osp.basename(str(img_path))
 
 
 @MODELS.register_module()
@@ -82,7 +63,9 @@ class DegradationDataPreProcessor(SegDataPreProcessor):
         batch_augments: Batch augmentations (training).
         test_cfg: Padding of validation/test batches (``size`` or ``size_divisor``).
         degrade: ``'train'``, ``'test'`` or ``'never'`` (see above).
-        degradation: Keys of :class:`SecondOrderDegradation`; missing keys take the RASS values.
+        degradation: Keys of :class:`SecondOrderDegradation`; missing keys take the RASS values. ``ops`` picks the
+            operations (``'libjpeg'``, default, or ``'public_rass'``, the public RASS code's), ``backend`` where they
+            run (``'auto'``: OpenCV for CPU batches with ``ops='libjpeg'``, torch otherwise).
         train_seed: Seed of the training draws; ``None`` takes ``torch.initial_seed()``, the seed mmengine's
             ``randomness=dict(seed=...)`` has set by then (no random number is consumed).
         test_seed: Seed of the test-mode draws (the benchmark seed).

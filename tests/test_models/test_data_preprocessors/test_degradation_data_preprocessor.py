@@ -153,6 +153,7 @@ def test_config_piece_builds_the_rass_preprocessor():
     assert preprocessor.degrade == 'train' and preprocessor.inputs_are_rgb
     assert preprocessor.mean.flatten().tolist() == [127.5] * 3 and preprocessor.std.flatten().tolist() == [127.5] * 3
     assert preprocessor.degradation.to_dict()['resize_range'] == [0.15, 1.5]
+    assert preprocessor.degradation.ops == 'libjpeg' and preprocessor.degradation.backend == 'auto'
 
 
 def test_degraded_evaluation_images_are_kept_for_show_dir():

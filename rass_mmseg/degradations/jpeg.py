@@ -18,7 +18,10 @@ import torch
 from .color import JFIF_CHROMA, JFIF_INVERSE_CHROMA, LUMA_WEIGHTS, mix_channels
 from .ragged_batch import pad_ragged
 
-__all__ = ['LUMA_QUANTIZATION_TABLE', 'CHROMA_QUANTIZATION_TABLE', 'quantization_tables', 'jpeg_ragged']
+__all__ = [
+    'LUMA_QUANTIZATION_TABLE', 'CHROMA_QUANTIZATION_TABLE', 'quantization_tables', 'dct_basis', 'code_planes',
+    'jpeg_ragged'
+]
 
 #: JPEG standard (ITU-T T.81 Annex K) luminance quantisation table, row-major (vertical frequency first).
 LUMA_QUANTIZATION_TABLE = (
@@ -64,7 +67,7 @@ def quantization_tables(quality: torch.Tensor) -> Tuple[torch.Tensor, torch.Tens
     return scaled(LUMA_QUANTIZATION_TABLE), scaled(CHROMA_QUANTIZATION_TABLE)
 
 
-def _dct_basis(device: torch.device) -> torch.Tensor:
+def dct_basis(device: torch.device) -> torch.Tensor:
     """64x64 orthonormal 2-D DCT-II matrix acting on row-major 8x8 blocks (JPEG's normalisation)."""
     frequency = torch.arange(_BLOCK, dtype=torch.float64).view(-1, 1)
     position = torch.arange(_BLOCK, dtype=torch.float64).view(1, -1)
@@ -73,7 +76,7 @@ def _dct_basis(device: torch.device) -> torch.Tensor:
     return torch.kron(basis, basis).to(device=device, dtype=torch.float32)
 
 
-def _code_planes(planes: torch.Tensor, tables: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+def code_planes(planes: torch.Tensor, tables: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     """Quantise the DCT of every 8x8 block of level-shifted planes ``(B, C, H, W)`` with per-sample tables."""
     batch, channels, height, width = planes.shape
     blocks = planes.reshape(batch, channels, height // _BLOCK, _BLOCK, width // _BLOCK, _BLOCK)
@@ -143,6 +146,6 @@ def jpeg_ragged(images: torch.Tensor, sizes: torch.Tensor, quality: torch.Tensor
     padded = pad_ragged(images.clamp(0.0, 1.0), sizes, 0, canvas, mode='replicate')
     luma, chroma = _rgb_to_shifted_ycbcr(padded)
     luma_table, chroma_table = quantization_tables(quality)
-    basis = _dct_basis(images.device)
-    rgb = _shifted_ycbcr_to_rgb(_code_planes(luma, luma_table, basis), _code_planes(chroma, chroma_table, basis))
+    basis = dct_basis(images.device)
+    rgb = _shifted_ycbcr_to_rgb(code_planes(luma, luma_table, basis), code_planes(chroma, chroma_table, basis))
     return rgb[..., :height, :width]

@@ -12,14 +12,14 @@ indices and weights that follow ``F.interpolate``'s ``align_corners=False`` rule
 
 Taps are accumulated with separate multiplies and adds, never fused (see :mod:`.color`).
 """
-from typing import Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
 from .ragged_batch import gather_columns, gather_rows
 from .random_source import RandomSource
 
-__all__ = ['RESIZE_MODES', 'resize_taps', 'resize_ragged', 'sample_resize']
+__all__ = ['RESIZE_MODES', 'ResizeDraws', 'resize_taps', 'resize_ragged', 'draw_resize', 'sample_resize']
 
 #: Interpolation modes, in the order of the ``resize_mode_prob`` entries.
 RESIZE_MODES: Tuple[str, ...] = ('area', 'bilinear', 'bicubic')
@@ -73,8 +73,8 @@ def _pad_taps(indices: torch.Tensor, weights: torch.Tensor, num_taps: int) -> Tu
     return indices, torch.cat((weights, weights.new_zeros(*weights.shape[:-1], missing)), -1)
 
 
-def resize_taps(in_len: torch.Tensor, out_len: torch.Tensor, canvas: int,
-                modes: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def resize_taps(in_len: torch.Tensor, out_len: torch.Tensor, canvas: int, modes: torch.Tensor,
+                scales: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-sample taps of a 1-D resize from ``in_len`` to ``out_len`` samples.
 
     Args:
@@ -82,13 +82,20 @@ def resize_taps(in_len: torch.Tensor, out_len: torch.Tensor, canvas: int,
         out_len: ``(B,)`` long output lengths.
         canvas: Number of output positions computed (at least ``out_len.max()``; extra positions are filler).
         modes: ``(B,)`` long indices into :data:`RESIZE_MODES`.
+        scales: ``(B,)`` float64 scale factors: ``bilinear`` and ``bicubic`` then sample at
+            ``(i + 0.5) * float32(1 / scale) - 0.5`` as ``F.interpolate(scale_factor=scale)`` does, instead of
+            ``(i + 0.5) * in / out - 0.5`` (``F.interpolate(size=out)``); ``area`` depends on the sizes only.
 
     Returns:
         ``(indices, weights)``: long and float32 tensors ``(B, canvas, T)``.
     """
     in_len, out_len = in_len.view(-1, 1), out_len.view(-1, 1)
     positions = torch.arange(canvas, device=in_len.device).view(1, -1)
-    source = (positions.to(torch.float32) + 0.5) * (in_len.to(torch.float32) / out_len.to(torch.float32)) - 0.5
+    if scales is None:
+        ratio = in_len.to(torch.float32) / out_len.to(torch.float32)
+    else:  # torch's compute_scales_value: static_cast<float>(1.0 / scale)
+        ratio = (1.0 / scales.to(torch.float64)).to(torch.float32).view(-1, 1)
+    source = (positions.to(torch.float32) + 0.5) * ratio - 0.5
     taps = [
         _area_taps(positions, in_len, out_len),
         _bilinear_taps(source, in_len),
@@ -105,7 +112,7 @@ def resize_taps(in_len: torch.Tensor, out_len: torch.Tensor, canvas: int,
 
 
 def resize_ragged(images: torch.Tensor, sizes: torch.Tensor, out_sizes: torch.Tensor, modes: torch.Tensor,
-                  canvas: Tuple[int, int]) -> torch.Tensor:
+                  canvas: Tuple[int, int], scales: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Resize each image of a ragged batch to its own size with its own mode (rows first, then columns).
 
     Args:
@@ -114,17 +121,19 @@ def resize_ragged(images: torch.Tensor, sizes: torch.Tensor, out_sizes: torch.Te
         out_sizes: ``(B, 2)`` long target sizes.
         modes: ``(B,)`` long indices into :data:`RESIZE_MODES`.
         canvas: ``(height, width)`` of the output canvas, at least the largest target size.
+        scales: ``(B,)`` float64 scale factors for ``F.interpolate(scale_factor=...)``'s sampling grid (see
+            :func:`resize_taps`), else ``None``.
 
     Returns:
         ``(B, C, canvas[0], canvas[1])`` ragged-batch canvas holding the resized images.
     """
-    row_indices, row_weights = resize_taps(sizes[:, 0], out_sizes[:, 0], canvas[0], modes)
+    row_indices, row_weights = resize_taps(sizes[:, 0], out_sizes[:, 0], canvas[0], modes, scales)
     resized = None
     for tap in range(row_indices.shape[-1]):
         term = gather_rows(images, row_indices[..., tap])
         weight = row_weights[:, None, :, tap, None].to(images.dtype)
         resized = term * weight if resized is None else resized.add_(term * weight)
-    column_indices, column_weights = resize_taps(sizes[:, 1], out_sizes[:, 1], canvas[1], modes)
+    column_indices, column_weights = resize_taps(sizes[:, 1], out_sizes[:, 1], canvas[1], modes, scales)
     output = None
     for tap in range(column_indices.shape[-1]):
         term = gather_columns(resized, column_indices[..., tap])
@@ -133,9 +142,17 @@ def resize_ragged(images: torch.Tensor, sizes: torch.Tensor, out_sizes: torch.Te
     return output
 
 
-def sample_resize(random: RandomSource, stream: str, base_sizes: torch.Tensor, updown_probs: Sequence[float],
-                  scale_range: Sequence[float],
-                  mode_probs: Sequence[float]) -> Tuple[torch.Tensor, torch.Tensor]:
+class ResizeDraws(NamedTuple):
+    """One random resize per sample: ``out_sizes`` ``(B, 2)`` long, ``modes`` ``(B,)`` long indices into
+    :data:`RESIZE_MODES`, ``scales`` ``(B,)`` float64 (``out_sizes = max(floor(base * scale), 1)``)."""
+
+    out_sizes: torch.Tensor
+    modes: torch.Tensor
+    scales: torch.Tensor
+
+
+def draw_resize(random: RandomSource, stream: str, base_sizes: torch.Tensor, updown_probs: Sequence[float],
+                scale_range: Sequence[float], mode_probs: Sequence[float]) -> ResizeDraws:
     """Draw Real-ESRGAN's random resize of each sample: up, down or keep, then a scale and a mode.
 
     Args:
@@ -147,11 +164,19 @@ def sample_resize(random: RandomSource, stream: str, base_sizes: torch.Tensor, u
         mode_probs: Probabilities of the modes of :data:`RESIZE_MODES`.
 
     Returns:
-        ``(out_sizes, modes)``: ``(B, 2)`` long sizes ``floor(base * scale)`` (at least 1) and ``(B,)`` modes.
+        The draws; sizes are ``floor(base * scale)``, at least 1.
     """
     direction = random.categorical(f'{stream}.direction', updown_probs)
     up = random.uniform_range(f'{stream}.up', 1.0, scale_range[1])
     down = random.uniform_range(f'{stream}.down', scale_range[0], 1.0)
-    scale = torch.where(direction == 0, up, torch.where(direction == 1, down, torch.ones_like(up)))
-    out_sizes = (base_sizes.to(torch.float64) * scale.to(torch.float64).view(-1, 1)).floor().long().clamp(min=1)
-    return out_sizes, random.categorical(f'{stream}.mode', mode_probs)
+    scale = torch.where(direction == 0, up, torch.where(direction == 1, down, torch.ones_like(up))).to(torch.float64)
+    out_sizes = (base_sizes.to(torch.float64) * scale.view(-1, 1)).floor().long().clamp(min=1)
+    return ResizeDraws(out_sizes, random.categorical(f'{stream}.mode', mode_probs), scale)
+
+
+def sample_resize(random: RandomSource, stream: str, base_sizes: torch.Tensor, updown_probs: Sequence[float],
+                  scale_range: Sequence[float],
+                  mode_probs: Sequence[float]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`draw_resize` without the scales: ``(out_sizes, modes)``."""
+    draws = draw_resize(random, stream, base_sizes, updown_probs, scale_range, mode_probs)
+    return draws.out_sizes, draws.modes

@@ -12,16 +12,16 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 from skimage import data
 
+from rass_mmseg.degradations import SecondOrderDegradation
 from rass_mmseg.models.data_preprocessors import DegradationDataPreProcessor
-from rass_mmseg.models.data_preprocessors.degradations import SecondOrderDegradation
 from rass_mmseg.version import __version__
+from tests.conftest import repo_path
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'immunohistochemistry')
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location('degrade_dataset', osp.join(REPO, 'tools', 'degrade_dataset.py'))
+    spec = importlib.util.spec_from_file_location('degrade_dataset', repo_path('tools', 'degrade_dataset.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -73,6 +73,7 @@ def test_writes_every_image_labels_and_a_manifest(dataset):
     assert manifest['seed'] == 5 and manifest['rass_mmseg_version'] == __version__
     assert manifest['images'] == 5 and manifest['degradation'] == SecondOrderDegradation().to_dict()
     assert manifest['labels']['mode'] == 'copy'
+    assert manifest['backend'] == 'opencv'  # backend='auto' on the CPU
 
 
 def test_resume_after_interruption_gives_the_same_bits(dataset):
@@ -119,3 +120,30 @@ def test_matches_the_preprocessor_test_mode(dataset):
         lq = preprocessor(dict(inputs=[image], data_samples=[sample]), training=False)['inputs'][0]
         written = cv2.imread(str(dataset / 'out' / 'images' / f'{name}.png'))[..., ::-1].copy()
         assert torch.equal(lq.round().to(torch.uint8).permute(1, 2, 0), torch.from_numpy(written))
+
+
+def test_a_folder_written_before_backends_resumes_only_with_the_torch_backend(dataset, tmp_path):
+    degrade(dataset, '--limit', '2')
+    path = dataset / 'out' / 'images' / 'manifest.json'
+    manifest = json.loads(path.read_text())
+    # as the tool wrote it before backends and ops presets
+    del manifest['backend'], manifest['degradation']['backend'], manifest['degradation']['ops']
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(SystemExit, match="written with another backend \\('torch'\\)"):
+        degrade(dataset)
+    config = tmp_path / 'torch_backend.py'
+    config.write_text("degradation_preprocessor = dict(type='DegradationDataPreProcessor', "
+                      "degradation=dict(backend='torch'))\n")
+    assert degrade(dataset, '--config', str(config)) == 0
+    assert len(outputs(dataset)) == 5
+
+
+def test_public_rass_ops_run_on_torch_and_are_recorded(dataset, tmp_path):
+    config = tmp_path / 'public_ops.py'
+    config.write_text("degradation_preprocessor = dict(type='DegradationDataPreProcessor', "
+                      "degradation=dict(ops='public_rass'))\n")
+    assert degrade(dataset, '--config', str(config), '--limit', '1') == 0
+    manifest = json.loads((dataset / 'out' / 'images' / 'manifest.json').read_text())
+    assert manifest['backend'] == 'torch' and manifest['degradation']['ops'] == 'public_rass'
+    with pytest.raises(SystemExit, match='written with another degradation'):
+        degrade(dataset)  # the default ops are libjpeg

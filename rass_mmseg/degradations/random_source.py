@@ -12,12 +12,14 @@ Every random quantity of the degradation (a kernel's sigma, a noise field, a JPE
   (seed, identity, image) only.
 """
 import hashlib
+import os.path as osp
 import zlib
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
-__all__ = ['RandomSource', 'GeneratorRandomSource', 'KeyedRandomSource', 'identity_keys']
+__all__ = ['RandomSource', 'GeneratorRandomSource', 'KeyedRandomSource', 'identity_keys', 'image_identity']
 
 # Keyed fields address each element by (i0, i1, i2) packed into 32 bits: 2 bits for the leading axis (channels)
 # and 15 bits for each of the two spatial axes.
@@ -109,6 +111,17 @@ class GeneratorRandomSource(RandomSource):
         return GeneratorRandomSource(self.generator, int(index.numel()), self.device)
 
 
+def image_identity(img_path: str) -> str:
+    """The identity that seeds an image's test-mode degradation: its file name.
+
+    The name, not the full path, so that a dataset moved to another root degrades to the same bits.
+
+    Args:
+        img_path: Path of the image file.
+    """
+    return osp.basename(str(img_path))
+
+
 def identity_keys(identities: Sequence[str], seed: int) -> torch.Tensor:
     """64-bit keys of images from a seed and their identities (e.g. file names), as two 32-bit halves.
 
@@ -137,6 +150,17 @@ def _mix32(values: torch.Tensor) -> torch.Tensor:
     values = values ^ ((values >> 15) & 0x1FFFF)
     values = values * (0x846CA68B - (1 << 32))
     return values ^ ((values >> 16) & 0xFFFF)
+
+
+def _mix32_numpy(values: np.ndarray) -> np.ndarray:
+    """:func:`_mix32` on a uint32 numpy array, in place (numpy's uint32 shifts are logical and its products wrap
+    modulo 2**32, so no masking is needed)."""
+    values ^= values >> np.uint32(16)
+    values *= np.uint32(0x7FEB352D)
+    values ^= values >> np.uint32(15)
+    values *= np.uint32(0x846CA68B)
+    values ^= values >> np.uint32(16)
+    return values
 
 
 def _as_int32(values: torch.Tensor) -> torch.Tensor:
@@ -184,7 +208,9 @@ class KeyedRandomSource(RandomSource):
         second = _mix32(_as_int32(self.keys[:, 1] + ((code * 0x9E3779B1) & _MASK32)))
         return first, second
 
-    def _counters(self, shape: Sequence[int]) -> torch.Tensor:
+    @staticmethod
+    def _layout(shape: Sequence[int]) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+        """The field shape and the counter stride of each of its axes, checked against the counter's limits."""
         shape = tuple(int(size) for size in shape)
         if len(shape) > 3:
             raise ValueError(f'keyed random fields support at most 3 per-sample axes, got shape {shape}')
@@ -192,11 +218,16 @@ class KeyedRandomSource(RandomSource):
         limits = (_KEYED_LEADING_LIMIT, _KEYED_SPATIAL_LIMIT, _KEYED_SPATIAL_LIMIT)[3 - len(shape):]
         if len(shape) == 1:
             limits = (1 << 31,)
-        counters = torch.zeros((), dtype=torch.int64, device=self.device)
-        for axis, (size, stride, limit) in enumerate(zip(shape, strides, limits)):
+        for axis, (size, limit) in enumerate(zip(shape, limits)):
             if size > limit:
                 raise ValueError(f'keyed random field shape {shape}: axis {axis} has {size} elements, '
                                  f'the keyed (test-mode) generator supports at most {limit}')
+        return shape, strides
+
+    def _counters(self, shape: Sequence[int]) -> torch.Tensor:
+        shape, strides = self._layout(shape)
+        counters = torch.zeros((), dtype=torch.int64, device=self.device)
+        for axis, (size, stride) in enumerate(zip(shape, strides)):
             view = [1] * len(shape)
             view[axis] = size
             counters = counters + torch.arange(size, dtype=torch.int64, device=self.device).view(view) * stride
@@ -209,7 +240,27 @@ class KeyedRandomSource(RandomSource):
         hashed = _mix32(counters * (0x9E3779B1 - (1 << 32)) + first.view(-1, *extra_axes))
         return _mix32(hashed ^ second.view(-1, *extra_axes))
 
+    def _uniform_numpy(self, stream: str, shape: Sequence[int]) -> torch.Tensor:
+        """:meth:`uniform` with numpy's uint32 arithmetic (CPU): the same hash, so the same bits, without torch's
+        per-op thread synchronisation (some twenty passes over the field)."""
+        shape, strides = self._layout(shape)
+        counters = np.zeros((), dtype=np.uint32)
+        for axis, (size, stride) in enumerate(zip(shape, strides)):
+            view = [1] * len(shape)
+            view[axis] = size
+            counters = counters + np.arange(size, dtype=np.uint32).reshape(view) * np.uint32(stride)
+        first, second = (key.numpy().view(np.uint32).reshape(-1, *(1, ) * len(shape))
+                         for key in self._stream_keys(stream))
+        bits = _mix32_numpy(counters[None] * np.uint32(0x9E3779B1) + first)
+        bits = _mix32_numpy(np.bitwise_xor(bits, second, out=bits))
+        uniform = ((bits >> np.uint32(9)) & np.uint32(0x7FFFFF)).astype(np.float32)
+        uniform += np.float32(0.5)
+        uniform *= np.float32(2.0**-23)
+        return torch.from_numpy(uniform)
+
     def uniform(self, stream: str, shape: Sequence[int] = ()) -> torch.Tensor:
+        if self.device.type == 'cpu':
+            return self._uniform_numpy(stream, shape)
         bits = self._bits(stream, shape)
         # The centres of 2**23 equal cells: (k + 0.5) / 2**23 is exact in float32 and lies in [2**-24, 1 - 2**-24].
         return ((bits >> 9) & 0x7FFFFF).to(torch.float32).add_(0.5).mul_(2.0**-23)

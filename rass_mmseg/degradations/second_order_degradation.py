@@ -10,23 +10,30 @@ Pipeline (each step with its own random draws per sample):
     2. blur with probability ``second_blur_prob`` -> random resize -> noise
     3. in random order: [resize back to the input size + sinc filter (prob. ``final_sinc_prob``)] and [JPEG]
     4. round to 8 bit.
+
+The pipeline and every random draw live here; the operations run on a backend (``backend`` key): batched torch
+code on a ragged-batch canvas (:class:`TorchBackend`, any device) or OpenCV and numpy image by image
+(:class:`OpenCVBackend`, CPU only, several times faster there). ``'auto'`` takes OpenCV for CPU tensors and
+torch otherwise, so what runs on a GPU is the torch backend.
 """
 import math
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
-from .blur import blur_ragged
-from .blur_kernels import KERNEL_TYPES, sample_blur_kernels, sample_sinc_kernels
-from .jpeg import jpeg_ragged
+from .blur_kernels import KERNEL_TYPES, BlurKernelDraws, draw_blur_kernels, draw_sinc_kernels
+from .degradation_backend import DegradationBackend
 from .noise import add_random_noise
-from .ragged_batch import apply_to_subset
+from .opencv_backend import OpenCVBackend
 from .random_source import RandomSource
-from .resize import RESIZE_MODES, resize_ragged, sample_resize
+from .resize import RESIZE_MODES, draw_resize
+from .torch_backend import OPS, TorchBackend, quantize_to_8bit
 
-__all__ = ['SecondOrderDegradation', 'quantize_to_8bit']
+__all__ = ['BACKENDS', 'OPS', 'SecondOrderDegradation', 'quantize_to_8bit']
 
 _PROB_TOLERANCE = 1e-6
+#: Values of the ``backend`` key.
+BACKENDS: Tuple[str, ...] = ('auto', 'torch', 'opencv')
 
 
 def _check_probability(name: str, value: float) -> float:
@@ -65,11 +72,6 @@ def _check_kernel_list(name: str, kernel_list: Sequence[str]) -> Tuple[str, ...]
         raise ValueError(f'degradation key {name!r} has unknown kernel types {unknown}; '
                          f'expected a non-empty list from {list(KERNEL_TYPES)}')
     return tuple(kernel_list)
-
-
-def quantize_to_8bit(images: torch.Tensor) -> torch.Tensor:
-    """Clip to [0, 1] and round to multiples of 1/255 (``+ 0.0`` turns a -0.0 into 0.0, for identical bits)."""
-    return images.clamp(0.0, 1.0).mul_(255.0).round_().div_(255.0).add_(0.0)
 
 
 class SecondOrderDegradation:
@@ -111,6 +113,15 @@ class SecondOrderDegradation:
         final_jpeg_first_prob: Probability that the final JPEG comes before the resize back and the sinc filter.
         resize_mode_prob: Probabilities of the interpolation modes area / bilinear / bicubic of every resize.
         rotation_range: Range of the rotation (radians) of anisotropic kernels.
+        backend: Where the operations run: ``'auto'`` (OpenCV for CPU tensors with ``ops='libjpeg'``, torch
+            otherwise), ``'torch'`` (batched torch code on any device) or ``'opencv'`` (OpenCV and numpy, CPU
+            tensors, ``ops='libjpeg'`` only). The random draws are the same on both; the images agree within float
+            rounding, except JPEG, which OpenCV codes with libjpeg (8-bit input, integer quality), so the two give
+            equally distributed, not equal, images.
+        ops: Which operations: ``'libjpeg'`` (a libjpeg-faithful JPEG, resizes on ``F.interpolate(size=...)``'s
+            grid, Poisson noise on 256 levels) or ``'public_rass'`` (those of the public RASS code, i.e. BasicSR's:
+            DiffJPEG, the first resize with ``scale_factor=``, Poisson levels from each image's count of distinct
+            values). Same parameters and draws give ~0.4 dB harsher images with ``'public_rass'``.
     """
 
     def __init__(self,
@@ -145,7 +156,9 @@ class SecondOrderDegradation:
                  final_sinc_prob: float = 0.8,
                  final_jpeg_first_prob: float = 0.5,
                  resize_mode_prob: Sequence[float] = (1 / 3, 1 / 3, 1 / 3),
-                 rotation_range: Sequence[float] = (-math.pi, math.pi)) -> None:
+                 rotation_range: Sequence[float] = (-math.pi, math.pi),
+                 backend: str = 'auto',
+                 ops: str = 'libjpeg') -> None:
         low, high = (int(size) for size in kernel_range) if len(kernel_range) == 2 else (0, 0)
         if low < 1 or low % 2 == 0 or high % 2 == 0 or low > high:
             raise ValueError(f"degradation key 'kernel_range' must be [smallest, largest] odd kernel sizes, "
@@ -158,6 +171,16 @@ class SecondOrderDegradation:
         self.final_sinc_prob = _check_probability('final_sinc_prob', final_sinc_prob)
         self.final_jpeg_first_prob = _check_probability('final_jpeg_first_prob', final_jpeg_first_prob)
         self.second_blur_prob = _check_probability('second_blur_prob', second_blur_prob)
+        if backend not in BACKENDS:
+            raise ValueError(f"degradation key 'backend' must be one of {list(BACKENDS)}, got {backend!r}")
+        if ops not in OPS:
+            raise ValueError(f"degradation key 'ops' must be one of {list(OPS)}, got {ops!r}")
+        if backend == 'opencv' and ops != 'libjpeg':
+            raise ValueError(f"degradation backend 'opencv' implements ops='libjpeg' only (DiffJPEG and "
+                             f"scale-factor resizing have no OpenCV equivalent), got ops={ops!r}; use "
+                             "backend='auto' or 'torch'")
+        self.backend = backend
+        self.ops = ops
         self.stages = {}
         for suffix, values in (('', (kernel_list, kernel_prob, sinc_prob, blur_sigma, betag_range, betap_range,
                                      resize_prob, resize_range, gaussian_noise_prob, noise_range,
@@ -166,6 +189,10 @@ class SecondOrderDegradation:
                                       betap_range2, resize_prob2, resize_range2, gaussian_noise_prob2, noise_range2,
                                       poisson_scale_range2, gray_noise_prob2, jpeg_range2))):
             self.stages[suffix] = self._check_stage(suffix, *values)
+            if ops == 'public_rass' and self.stages[suffix]['jpeg_range'][1] >= 100.0:
+                raise ValueError(f"degradation key 'jpeg_range{suffix}' must stay below 100 with ops='public_rass' "
+                                 f"(DiffJPEG's table factor is 0 at quality 100), got "
+                                 f"{list(self.stages[suffix]['jpeg_range'])}")
 
     @staticmethod
     def _check_stage(suffix: str, kernel_list: Sequence[str], kernel_prob: Sequence[float], sinc_prob: float,
@@ -197,27 +224,45 @@ class SecondOrderDegradation:
                            for key, value in stage.items()})
         params.update(second_blur_prob=self.second_blur_prob, final_sinc_prob=self.final_sinc_prob,
                       final_jpeg_first_prob=self.final_jpeg_first_prob,
-                      resize_mode_prob=list(self.resize_mode_prob), rotation_range=list(self.rotation_range))
+                      resize_mode_prob=list(self.resize_mode_prob), rotation_range=list(self.rotation_range),
+                      backend=self.backend, ops=self.ops)
         return params
 
-    def _blur_kernels(self, random: RandomSource, stream: str, stage: Dict[str, Any]) -> torch.Tensor:
-        return sample_blur_kernels(random, stream, kernel_sizes=self.kernel_sizes, kernel_types=stage['kernel_list'],
-                                   kernel_probs=stage['kernel_prob'], sinc_prob=stage['sinc_prob'],
-                                   sigma_range=stage['blur_sigma'], betag_range=stage['betag_range'],
-                                   betap_range=stage['betap_range'], rotation_range=self.rotation_range,
-                                   max_size=self.kernel_range[1])
+    def backend_for(self, device: torch.device) -> DegradationBackend:
+        """The backend that degrades batches on ``device`` (``'auto'``: OpenCV on the CPU, torch elsewhere)."""
+        name = self.backend
+        if name == 'auto':
+            name = 'opencv' if torch.device(device).type == 'cpu' and self.ops == 'libjpeg' else 'torch'
+        if name == 'opencv':
+            if torch.device(device).type != 'cpu':
+                raise ValueError(f"degradation backend 'opencv' runs on CPU tensors, got a batch on {device}; "
+                                 "use backend='auto' or 'torch'")
+            return OpenCVBackend()
+        return TorchBackend(self.ops)
 
-    def _resize(self, images: torch.Tensor, sizes: torch.Tensor, random: RandomSource, stream: str,
-                base_sizes: torch.Tensor, stage: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
-        out_sizes, modes = sample_resize(random, stream, base_sizes, stage['resize_prob'], stage['resize_range'],
-                                         self.resize_mode_prob)
-        largest = out_sizes.max(dim=0).values.tolist()
+    def _blur_kernels(self, random: RandomSource, stream: str, stage: Dict[str, Any]) -> BlurKernelDraws:
+        return draw_blur_kernels(random, stream, kernel_sizes=self.kernel_sizes, kernel_types=stage['kernel_list'],
+                                 kernel_probs=stage['kernel_prob'], sinc_prob=stage['sinc_prob'],
+                                 sigma_range=stage['blur_sigma'], betag_range=stage['betag_range'],
+                                 betap_range=stage['betap_range'], rotation_range=self.rotation_range,
+                                 max_size=self.kernel_range[1])
+
+    def _resize(self, batch: Any, sizes: torch.Tensor, random: RandomSource, stream: str, base_sizes: torch.Tensor,
+                stage: Dict[str, Any], backend: DegradationBackend,
+                scale_factor: bool = False) -> Tuple[Any, torch.Tensor]:
+        """Draw and apply a random resize; ``scale_factor``: sample on ``F.interpolate(scale_factor=...)``'s grid
+        (the public RASS code's first resize) instead of ``size=``'s."""
+        draws = draw_resize(random, stream, base_sizes, stage['resize_prob'], stage['resize_range'],
+                            self.resize_mode_prob)
+        # In Python: a torch reduction, even over a (B, 2) tensor, may wake torch's CPU threads.
+        largest = [max(column) for column in zip(*draws.out_sizes.tolist())]
         if random.is_batch_invariant:
             # Canvas from the size and the config only, so no shape depends on the other images of the batch.
             height, width = base_sizes[0].tolist()
             bound = [math.floor(height * stage['resize_range'][1]), math.floor(width * stage['resize_range'][1])]
             largest = [max(size, limit) for size, limit in zip(largest, bound)]
-        return resize_ragged(images, sizes, out_sizes, modes, tuple(largest)), out_sizes
+        return backend.resize(batch, sizes, draws.out_sizes, draws.modes, tuple(largest),
+                              draws.scales if scale_factor else None), draws.out_sizes
 
     def __call__(self, images: torch.Tensor, random: RandomSource) -> torch.Tensor:
         """Degrade a batch.
@@ -236,41 +281,48 @@ class SecondOrderDegradation:
         # AMP training runs the data preprocessor inside autocast, which would turn the blur and resize
         # convolutions into bf16/fp16 and mix dtypes in the ragged updates: the pipeline is float32 throughout.
         with torch.autocast(device_type=images.device.type, enabled=False):
-            return self._degrade_float32(images.to(torch.float32), random)
+            images = images.to(torch.float32)
+            return self._degrade_float32(images, random, self.backend_for(images.device))
 
-    def _degrade_float32(self, degraded: torch.Tensor, random: RandomSource) -> torch.Tensor:
+    def _degrade_float32(self, images: torch.Tensor, random: RandomSource,
+                         backend: DegradationBackend) -> torch.Tensor:
         """The pipeline of :meth:`__call__` on a validated float32 batch, autocast off."""
         first, second = self.stages[''], self.stages['2']
-        batch, _, height, width = degraded.shape
-        base_sizes = torch.tensor([[height, width]], device=degraded.device).expand(batch, 2)
+        batch_size, _, height, width = images.shape
+        base_sizes = torch.tensor([[height, width]], device=images.device).expand(batch_size, 2)
+        batch = backend.load(images)
 
         # Stage 1: blur, resize, noise, JPEG.
-        degraded = blur_ragged(degraded, base_sizes, self._blur_kernels(random, 'first.blur', first))
-        degraded, sizes = self._resize(degraded, base_sizes, random, 'first.resize', base_sizes, first)
-        degraded = add_random_noise(degraded, random, 'first.noise', **self._noise_args(first))
-        degraded = jpeg_ragged(degraded, sizes, random.uniform_range('first.jpeg', *first['jpeg_range']))
+        batch = backend.blur(batch, base_sizes, self._blur_kernels(random, 'first.blur', first))
+        batch, sizes = self._resize(batch, base_sizes, random, 'first.resize', base_sizes, first, backend,
+                                    scale_factor=self.ops == 'public_rass')
+        batch = add_random_noise(batch, random, 'first.noise', backend=backend, sizes=sizes,
+                                 **self._noise_args(first))
+        batch = backend.jpeg(batch, sizes, random.uniform_range('first.jpeg', *first['jpeg_range']))
 
         # Stage 2: blur (sometimes), resize relative to the input size, noise.
         kernels = self._blur_kernels(random, 'second.blur', second)
-        degraded = apply_to_subset(degraded, random.bernoulli('second.blur.apply', self.second_blur_prob),
-                                   lambda subset, index: blur_ragged(subset, sizes[index], kernels[index]))
-        degraded, sizes = self._resize(degraded, sizes, random, 'second.resize', base_sizes, second)
-        degraded = add_random_noise(degraded, random, 'second.noise', **self._noise_args(second))
+        batch = backend.apply_to_subset(batch, random.bernoulli('second.blur.apply', self.second_blur_prob),
+                                        lambda subset, index: backend.blur(subset, sizes[index], kernels.select(index)))
+        batch, sizes = self._resize(batch, sizes, random, 'second.resize', base_sizes, second, backend)
+        batch = add_random_noise(batch, random, 'second.noise', backend=backend, sizes=sizes,
+                                 **self._noise_args(second))
 
         # Final: [resize back + sinc] and [JPEG] in random order.
         quality = random.uniform_range('final.jpeg', *second['jpeg_range'])
         jpeg_first = random.bernoulli('final.jpeg_first', self.final_jpeg_first_prob)
-        degraded = apply_to_subset(degraded, jpeg_first,
-                                   lambda subset, index: jpeg_ragged(subset, sizes[index], quality[index]))
+        batch = backend.apply_to_subset(batch, jpeg_first,
+                                        lambda subset, index: backend.jpeg(subset, sizes[index], quality[index]))
         modes = random.categorical('final.resize.mode', self.resize_mode_prob)
-        degraded = resize_ragged(degraded, sizes, base_sizes, modes, (height, width))
-        sinc = sample_sinc_kernels(random, 'final.sinc', kernel_sizes=self.kernel_sizes,
-                                   max_size=self.kernel_range[1])
-        degraded = apply_to_subset(degraded, random.bernoulli('final.sinc.apply', self.final_sinc_prob),
-                                   lambda subset, index: blur_ragged(subset, base_sizes[index], sinc[index]))
-        degraded = apply_to_subset(degraded, ~jpeg_first,
-                                   lambda subset, index: jpeg_ragged(subset, base_sizes[index], quality[index]))
-        return quantize_to_8bit(degraded)
+        batch = backend.resize(batch, sizes, base_sizes, modes, (height, width))
+        sinc = draw_sinc_kernels(random, 'final.sinc', kernel_sizes=self.kernel_sizes, max_size=self.kernel_range[1])
+        batch = backend.apply_to_subset(batch, random.bernoulli('final.sinc.apply', self.final_sinc_prob),
+                                        lambda subset, index: backend.blur(subset, base_sizes[index],
+                                                                           sinc.select(index)))
+        batch = backend.apply_to_subset(batch, ~jpeg_first,
+                                        lambda subset, index: backend.jpeg(subset, base_sizes[index],
+                                                                           quality[index]))
+        return backend.unload(batch, images)
 
     @staticmethod
     def _noise_args(stage: Dict[str, Any]) -> Dict[str, Any]:

@@ -14,15 +14,15 @@ and ``cos`` may differ in the last bit, which float64 keeps far below float32's 
 does not depend on the batch size.
 """
 import math
-from typing import Sequence, Tuple
+from typing import Any, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
 from .random_source import RandomSource
 
 __all__ = [
-    'KERNEL_TYPES', 'kernel_grid', 'anisotropic_kernels', 'circular_lowpass_kernels', 'sample_blur_kernels',
-    'sample_sinc_kernels'
+    'KERNEL_TYPES', 'BlurKernelDraws', 'kernel_grid', 'anisotropic_kernels', 'circular_lowpass_kernels',
+    'draw_blur_kernels', 'draw_sinc_kernels', 'blur_kernels_from_draws', 'sample_blur_kernels', 'sample_sinc_kernels'
 ]
 
 #: Kernel families understood by :func:`sample_blur_kernels` (Real-ESRGAN's ``kernel_list`` names).
@@ -104,6 +104,29 @@ def circular_lowpass_kernels(cutoff: torch.Tensor, sizes: torch.Tensor, max_size
     return _normalise(kernels * _support_mask(sizes, max_size))
 
 
+class BlurKernelDraws(NamedTuple):
+    """The random draws that define one blur kernel per sample (the kernels are built from them by
+    :func:`blur_kernels_from_draws`, or by another backend's own arithmetic).
+
+    ``sizes`` (long), ``sinc`` (bool) and ``cutoff`` are ``(B,)`` tensors; the Gaussian-family fields are ``(B,)``
+    tensors too, or ``None`` when every kernel is a sinc (:func:`draw_sinc_kernels`).
+    """
+
+    sizes: torch.Tensor
+    sinc: torch.Tensor
+    cutoff: torch.Tensor
+    sigma_x: Optional[torch.Tensor]
+    sigma_y: Optional[torch.Tensor]
+    theta: Optional[torch.Tensor]
+    beta: Optional[torch.Tensor]
+    plateau: Optional[torch.Tensor]
+    max_size: int
+
+    def select(self, index: torch.Tensor) -> 'BlurKernelDraws':
+        """The draws of the samples ``index``."""
+        return BlurKernelDraws(*(None if value is None else value[index] for value in self[:-1]), self.max_size)
+
+
 def _draw_sizes(random: RandomSource, stream: str, kernel_sizes: Sequence[int]) -> torch.Tensor:
     choice = random.categorical(stream, [1.0 / len(kernel_sizes)] * len(kernel_sizes))
     return torch.tensor(list(kernel_sizes), dtype=torch.int64, device=random.device)[choice]
@@ -117,10 +140,10 @@ def _draw_beta(random: RandomSource, stream: str, beta_range: Sequence[float]) -
     return torch.where(random.bernoulli(f'{stream}.side', 0.5), below, above)
 
 
-def sample_blur_kernels(random: RandomSource, stream: str, *, kernel_sizes: Sequence[int],
-                        kernel_types: Sequence[str], kernel_probs: Sequence[float], sinc_prob: float,
-                        sigma_range: Sequence[float], betag_range: Sequence[float], betap_range: Sequence[float],
-                        rotation_range: Sequence[float] = (-math.pi, math.pi), max_size: int = 21) -> torch.Tensor:
+def draw_blur_kernels(random: RandomSource, stream: str, *, kernel_sizes: Sequence[int],
+                      kernel_types: Sequence[str], kernel_probs: Sequence[float], sinc_prob: float,
+                      sigma_range: Sequence[float], betag_range: Sequence[float], betap_range: Sequence[float],
+                      rotation_range: Sequence[float] = (-math.pi, math.pi), max_size: int = 21) -> BlurKernelDraws:
     """Draw one Real-ESRGAN blur kernel per sample (mixed families, or a sinc with probability ``sinc_prob``).
 
     Args:
@@ -134,10 +157,10 @@ def sample_blur_kernels(random: RandomSource, stream: str, *, kernel_sizes: Sequ
         betag_range: Range of the generalized Gaussian exponent.
         betap_range: Range of the plateau exponent.
         rotation_range: Range of the rotation of anisotropic kernels.
-        max_size: Side of the returned kernels.
+        max_size: Side of the kernels built from the draws.
 
     Returns:
-        float32 ``(B, max_size, max_size)``, each kernel summing to 1.
+        The draws.
     """
     sizes = _draw_sizes(random, f'{stream}.size', kernel_sizes)
     family_names = list(kernel_types)
@@ -158,22 +181,46 @@ def sample_blur_kernels(random: RandomSource, stream: str, *, kernel_sizes: Sequ
     beta = torch.ones_like(sigma_x)
     beta = torch.where(generalized, _draw_beta(random, f'{stream}.betag', betag_range), beta)
     beta = torch.where(plateau, _draw_beta(random, f'{stream}.betap', betap_range), beta)
-    kernels = anisotropic_kernels(sigma_x, sigma_y, theta, beta, plateau, sizes, max_size)
 
     # Real-ESRGAN: small sinc kernels get a cutoff of at least pi/3, large ones of at least pi/5.
     cutoff = torch.where(sizes < 13, random.uniform_range(f'{stream}.omega_small', math.pi / 3, math.pi),
                          random.uniform_range(f'{stream}.omega_large', math.pi / 5, math.pi))
-    sinc = circular_lowpass_kernels(cutoff, sizes, max_size)
-    return torch.where(random.bernoulli(f'{stream}.sinc', sinc_prob).view(-1, 1, 1), sinc, kernels)
+    sinc = random.bernoulli(f'{stream}.sinc', sinc_prob)
+    return BlurKernelDraws(sizes, sinc, cutoff, sigma_x, sigma_y, theta, beta, plateau, max_size)
 
 
-def sample_sinc_kernels(random: RandomSource, stream: str, *, kernel_sizes: Sequence[int],
-                        cutoff_range: Sequence[float] = (math.pi / 3, math.pi), max_size: int = 21) -> torch.Tensor:
-    """Draw the final-stage sinc kernel of each sample: size with equal odds, cutoff uniform in ``cutoff_range``.
+def draw_sinc_kernels(random: RandomSource, stream: str, *, kernel_sizes: Sequence[int],
+                      cutoff_range: Sequence[float] = (math.pi / 3, math.pi), max_size: int = 21) -> BlurKernelDraws:
+    """Draw the final-stage sinc kernel of each sample: size with equal odds, cutoff uniform in ``cutoff_range``."""
+    sizes = _draw_sizes(random, f'{stream}.size', kernel_sizes)
+    cutoff = random.uniform_range(f'{stream}.omega', *cutoff_range)
+    return BlurKernelDraws(sizes, torch.ones_like(sizes, dtype=torch.bool), cutoff, None, None, None, None, None,
+                           max_size)
+
+
+def blur_kernels_from_draws(draws: BlurKernelDraws) -> torch.Tensor:
+    """The kernels of the draws, float32 ``(B, max_size, max_size)``, each summing to 1."""
+    sinc = circular_lowpass_kernels(draws.cutoff, draws.sizes, draws.max_size)
+    if draws.sigma_x is None:
+        return sinc
+    kernels = anisotropic_kernels(draws.sigma_x, draws.sigma_y, draws.theta, draws.beta, draws.plateau, draws.sizes,
+                                  draws.max_size)
+    return torch.where(draws.sinc.view(-1, 1, 1), sinc, kernels)
+
+
+def sample_blur_kernels(random: RandomSource, stream: str, **kwargs: Any) -> torch.Tensor:
+    """Draw and build one Real-ESRGAN blur kernel per sample (keywords of :func:`draw_blur_kernels`).
 
     Returns:
         float32 ``(B, max_size, max_size)``, each kernel summing to 1.
     """
-    sizes = _draw_sizes(random, f'{stream}.size', kernel_sizes)
-    cutoff = random.uniform_range(f'{stream}.omega', *cutoff_range)
-    return circular_lowpass_kernels(cutoff, sizes, max_size)
+    return blur_kernels_from_draws(draw_blur_kernels(random, stream, **kwargs))
+
+
+def sample_sinc_kernels(random: RandomSource, stream: str, **kwargs: Any) -> torch.Tensor:
+    """Draw and build the final-stage sinc kernel of each sample (keywords of :func:`draw_sinc_kernels`).
+
+    Returns:
+        float32 ``(B, max_size, max_size)``, each kernel summing to 1.
+    """
+    return blur_kernels_from_draws(draw_sinc_kernels(random, stream, **kwargs))
