@@ -3,5 +3,6 @@
 _base_ = ['./dt-mask2former_swin-l-in22k-384x384-pre_8xb2-160k_ade20k-lq-640x640.py', '../_base_/degradation.py']
 model = dict(
     data_preprocessor=dict(
-        type='DegradationDataPreProcessor', degrade='train', degradation=_base_.degradation_preprocessor.degradation))
+        type='DegradationDataPreProcessor', degrade='train',
+        degradation=dict(_base_.degradation_preprocessor.degradation, ops='public_rass')))  # public code's ops
 load_from = 'checkpoints/mask2former_swin-l-in22k-384x384-pre_8xb2-160k_ade20k-640x640.pth'

@@ -4,5 +4,6 @@
 _base_ = ['./dt-segformer_mit-b5_8xb2-160k_ade20k-lq-512x512.py', '../_base_/degradation.py']
 model = dict(
     data_preprocessor=dict(
-        type='DegradationDataPreProcessor', degrade='train', degradation=_base_.degradation_preprocessor.degradation))
+        type='DegradationDataPreProcessor', degrade='train',
+        degradation=dict(_base_.degradation_preprocessor.degradation, ops='public_rass')))  # public code's ops
 load_from = 'checkpoints/segformer_mit-b5_512x512_160k_ade20k.pth'

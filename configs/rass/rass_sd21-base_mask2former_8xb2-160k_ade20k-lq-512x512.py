@@ -10,7 +10,10 @@ _base_ = [
 ]
 custom_imports = dict(imports=['rass_mmseg', 'mmdet.models'], allow_failed_imports=False)
 model = dict(
-    data_preprocessor=dict(_base_.degradation_preprocessor, degrade='train', size=(512, 512), size_divisor=None))
+    data_preprocessor=dict(
+        _base_.degradation_preprocessor, degrade='train', size=(512, 512), size_divisor=None,
+        # the public RASS code's operations (its differentiable JPEG and Poisson rule), as the paper trained
+        degradation=dict(_base_.degradation_preprocessor.degradation, ops='public_rass')))
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(dataset=_base_.ade20k_lq_dataset)
 test_dataloader = val_dataloader

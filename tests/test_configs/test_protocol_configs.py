@@ -131,6 +131,7 @@ def test_full_size_baseline_builds(config):
     ft = load(repo_path('configs', 'protocols', config.replace('dt-', 'ft-')))
     preprocessor = MODELS.build(copy.deepcopy(ft.model.data_preprocessor))
     assert type(preprocessor).__name__ == 'DegradationDataPreProcessor' and preprocessor.degrade == 'train'
+    assert ft.model.data_preprocessor.degradation.ops == 'public_rass'  # the paper-size runs: public code's ops
     torch.testing.assert_close(preprocessor.mean.flatten(), model.data_preprocessor.mean.flatten())
     assert preprocessor.size == model.data_preprocessor.size
 

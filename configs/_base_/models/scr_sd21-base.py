@@ -7,7 +7,9 @@ _base_ = ['./sd21_base.py', '../degradation.py']
 model = dict(
     type='SemanticConstrainedRestorer',
     # training batches degraded on the fly (LQ input, HQ target), val/test batches with a fixed seed per image
-    data_preprocessor=dict(_base_.degradation_preprocessor, degrade='test'),
+    data_preprocessor=dict(
+        _base_.degradation_preprocessor, degrade='test',
+        degradation=dict(_base_.degradation_preprocessor.degradation, ops='public_rass')),  # the public code's ops
     gt_class_prompt=dict(type='ClassNamesPrompt', dataset='ADE20KDataset'),
     backbone=dict(
         type='SCRBackbone',
