@@ -6,6 +6,8 @@ every component in mmseg's registries and installs the narrow stack fixes of
 :mod:`rass_mmseg.compat`.
 """
 from . import compat  # noqa: F401  (must run before any checkpoint is loaded)
+
+# isort: split
 from . import datasets, engine, evaluation, models, visualization  # noqa: F401
 from .version import __version__
 

@@ -40,8 +40,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rass_mmseg.degradations import (DegradationBackend, GeneratorRandomSource, KeyedRandomSource, RandomSource,
-                                     SecondOrderDegradation)
+from rass_mmseg.degradations import (
+    DegradationBackend,
+    GeneratorRandomSource,
+    KeyedRandomSource,
+    RandomSource,
+    SecondOrderDegradation,
+)
 
 SAMPLE_IMAGES = ('astronaut', 'coffee', 'chelsea', 'rocket', 'immunohistochemistry', 'hubble_deep_field',
                  'retina', 'brick')

@@ -20,8 +20,13 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from rass_mmseg.models.utils.lpips_network import (LPIPS_NET_TYPES, LPIPSNetwork, build_lpips,
-                                                   linear_weights_path, lpips_state_dict)
+from rass_mmseg.models.utils.lpips_network import (
+    LPIPS_NET_TYPES,
+    LPIPSNetwork,
+    build_lpips,
+    linear_weights_path,
+    lpips_state_dict,
+)
 
 # net.slice<k>.<layer>.<param> (vgg, alex) or net.slices.<k>.<layer>.<param> (squeeze) -> features.<layer>.<param>
 _BACKBONE_KEY = re.compile(r'^net\.(?:slice\d+|slices\.\d+)\.(.+)$')

@@ -87,9 +87,10 @@ def convert_scr(checkpoint: dict, args: argparse.Namespace) -> List[str]:
 
 
 def convert_rass(checkpoint, args: argparse.Namespace) -> List[str]:
+    from mmseg.datasets import ADE20KDataset
+
     from rass_mmseg.converters import check_against_expected, convert_rass_state_dict
     from rass_mmseg.converters.target_model import frozen_weights_fingerprint, trainable_state_shapes
-    from mmseg.datasets import ADE20KDataset
     converted, report = convert_rass_state_dict(rass_state_dict(checkpoint, args.src))
     cfg = Config.fromfile(args.config)
     check_against_expected(converted, trainable_state_shapes(cfg, args.config), args.config)
@@ -114,8 +115,9 @@ def convert_rass(checkpoint, args: argparse.Namespace) -> List[str]:
 def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     args = parse_args(argv)
     sys.path.insert(0, REPO)
-    import rass_mmseg  # noqa: F401  (registers the model)
     import mmdet.models  # noqa: F401  (Mask2FormerHead's parts)
+
+    import rass_mmseg  # noqa: F401  (registers the model)
     from rass_mmseg.converters import is_scr_checkpoint
     init_default_scope('mmseg')
     try:

@@ -1,6 +1,7 @@
 """Write the tiny "pretrained" Stable Diffusion folder a config reads: a VAE trained on its training images.
 
-    python tools/make_tiny_sd.py configs/scr/scr_tiny-sd-textures_1xb4-300it_textures-128x128.py [--iters 500] [--seed 0]
+    python tools/make_tiny_sd.py configs/scr/scr_tiny-sd-textures_1xb4-300it_textures-128x128.py \
+        [--iters 500] [--seed 0]
 
 No Stable Diffusion weights can be downloaded on this project's machines, and a restorer built on a random
 VAE cannot beat its own input: its frozen decoder cannot even reproduce the clean image. This tool makes the
@@ -38,8 +39,8 @@ from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel
 
 import rass_mmseg  # noqa: F401  (registers the dataset)
-from rass_mmseg.models.utils.sd_components import build_byte_level_clip_tokenizer
 from rass_mmseg.models.backbones.scr_backbone import SD21_BASE_SCHEDULER
+from rass_mmseg.models.utils.sd_components import build_byte_level_clip_tokenizer
 
 MANIFEST = 'rass_tiny_sd.json'
 

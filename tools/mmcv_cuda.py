@@ -301,8 +301,7 @@ def ms_deform_attn_error(device: str) -> float:
     small random inputs.
     """
     import torch
-    from mmcv.ops.multi_scale_deform_attn import (ext_module,
-                                                  multi_scale_deformable_attn_pytorch)
+    from mmcv.ops.multi_scale_deform_attn import ext_module, multi_scale_deformable_attn_pytorch
     gen = torch.Generator().manual_seed(0)
     shapes = torch.tensor([[6, 4], [3, 2]])
     starts = torch.cat([shapes.new_zeros(1), shapes.prod(1).cumsum(0)[:-1]])

@@ -35,7 +35,8 @@ def cfg(*parts: str) -> str:
 #: name -> (config, extra --cfg-options) of every training run; FT runs start from their DT checkpoint.
 TRAIN_RUNS = {
     'dt_segformer': (cfg('protocols', 'dt-segformer_mit-tiny_1xb4-300it_textures-128x128.py'), []),
-    'ft_segformer': (cfg('protocols', 'ft-segformer_mit-tiny_1xb4-300it_textures-lq-128x128.py'), ['load_from={dt_segformer}']),
+    'ft_segformer': (cfg('protocols', 'ft-segformer_mit-tiny_1xb4-300it_textures-lq-128x128.py'),
+                     ['load_from={dt_segformer}']),
     'dt_mask2former': (cfg('protocols', 'dt-mask2former_mit-tiny_1xb4-300it_textures-128x128.py'), []),
     'ft_mask2former': (cfg('protocols', 'ft-mask2former_mit-tiny_1xb4-300it_textures-lq-128x128.py'),
                        ['load_from={dt_mask2former}']),

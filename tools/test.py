@@ -3,7 +3,8 @@
 Same arguments as mmseg's tool (``config``, ``checkpoint``, ``--work-dir``, ``--out``, ``--show``,
 ``--show-dir``, ``--cfg-options``, ``--launcher``, ``--tta``), e.g.::
 
-    python tools/test.py configs/rass/rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py work_dirs/.../iter_300.pth \
+    python tools/test.py configs/rass/rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py \
+        work_dirs/.../iter_300.pth \
         --show-dir vis
 
 With our configs, ``--show-dir`` writes input | prediction | ground truth side by side

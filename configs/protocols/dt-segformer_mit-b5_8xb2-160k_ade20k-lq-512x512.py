@@ -1,6 +1,6 @@
 # DT baseline: mmseg's SegFormer MiT-B5 (82.0M parameters; the paper lists 84.7M, the original 768-channel decoder)
-# trained on clean ADE20K with mmseg's own config and schedule, validated and tested on ADE20K-LQ. DT score: mmseg's released checkpoint
-# (49.13 mIoU on clean ADE20K), saved as checkpoints/segformer_mit-b5_512x512_160k_ade20k.pth, from
+# trained on clean ADE20K with mmseg's own config and schedule, validated and tested on ADE20K-LQ. DT score: mmseg's
+# released checkpoint (49.13 mIoU on clean ADE20K), saved as checkpoints/segformer_mit-b5_512x512_160k_ade20k.pth, from
 # https://download.openmmlab.com/mmsegmentation/v0.5/segformer/segformer_mit-b5_512x512_160k_ade20k/segformer_mit-b5_512x512_160k_ade20k_20210726_145235-94cedf59.pth  # noqa
 #   python tools/test.py configs/protocols/dt-segformer_mit-b5_8xb2-160k_ade20k-lq-512x512.py \
 #       checkpoints/segformer_mit-b5_512x512_160k_ade20k.pth

@@ -1,7 +1,8 @@
 # SCR on the embedded texture dataset, CPU: the tiny one-step restorer learns to undo the on-the-fly
 # Real-ESRGAN degradation, with the cross-attention of each class name aligned to its mask (L_SCL).
 # Its adapter (work_dir/scr_adapter_iter_300) merges into the tiny RASS configs:
-#   --cfg-options "model.backbone.merge_adapters=['work_dirs/scr_tiny-sd_1xb4-300it_textures-128x128/scr_adapter_iter_300']"
+#   --cfg-options \
+#   "model.backbone.merge_adapters=['work_dirs/scr_tiny-sd_1xb4-300it_textures-128x128/scr_adapter_iter_300']"
 _base_ = [
     '../_base_/models/scr_tiny-sd.py', '../_base_/datasets/textures.py', '../_base_/default_runtime.py',
     '../_base_/schedules/schedule_tiny_cpu.py'

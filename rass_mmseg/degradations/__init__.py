@@ -5,14 +5,25 @@ adapter around :class:`SecondOrderDegradation`, and tools (``tools/degrade_datas
 ``tools/benchmark_degradation.py``) import the engine from here without going through the preprocessor.
 """
 from .blur import blur_ragged
-from .blur_kernels import (KERNEL_TYPES, anisotropic_kernels, circular_lowpass_kernels, sample_blur_kernels,
-                           sample_sinc_kernels)
+from .blur_kernels import (
+    KERNEL_TYPES,
+    anisotropic_kernels,
+    circular_lowpass_kernels,
+    sample_blur_kernels,
+    sample_sinc_kernels,
+)
 from .builder import build_degradation
 from .degradation_backend import DegradationBackend
 from .diffjpeg import diffjpeg_ragged, diffjpeg_tables
 from .jpeg import jpeg_ragged, quantization_tables
-from .noise import (add_distinct_poisson_noise, add_gaussian_noise, add_poisson_noise, add_random_noise, draw_noise,
-                    poisson_from_uniform)
+from .noise import (
+    add_distinct_poisson_noise,
+    add_gaussian_noise,
+    add_poisson_noise,
+    add_random_noise,
+    draw_noise,
+    poisson_from_uniform,
+)
 from .opencv_backend import ImageList, OpenCVBackend
 from .opencv_ops import blur_image, jpeg_image, resize_image
 from .ragged_batch import apply_to_subset, pad_ragged

@@ -11,7 +11,6 @@ Two sets of operations (the ``ops`` key of :class:`SecondOrderDegradation`):
 from typing import Callable, Optional, Tuple
 
 import torch
-
 import torch.nn.functional as F
 
 from .blur import blur_ragged

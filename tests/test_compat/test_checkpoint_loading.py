@@ -7,12 +7,11 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
 from torch import nn
-
-from mmengine.logging.history_buffer import HistoryBuffer
 
 from rass_mmseg.compat import CHECKPOINT_SAFE_GLOBALS
 

@@ -40,7 +40,8 @@ def projection_count(in_channels, bottleneck: int, out: int) -> int:
     """Bottleneck blocks with GroupNorm (affine) and bias-free convolutions."""
     total = 0
     for c in in_channels:
-        total += c * bottleneck + 2 * bottleneck + bottleneck * bottleneck * 9 + 2 * bottleneck + bottleneck * out + 2 * out
+        total += c * bottleneck + 2 * bottleneck + bottleneck * bottleneck * 9 + 2 * bottleneck
+        total += bottleneck * out + 2 * out
         if c != out:
             total += c * out + 2 * out
     return total

@@ -2,6 +2,7 @@
 loaded with the converted tensors compute what the detectron2 modules compute with the original ones."""
 import copy
 
+import mmdet.models  # noqa: F401  (Mask2FormerHead's parts)
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +10,6 @@ from diffusers import UNet2DConditionModel
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
-import mmdet.models  # noqa: F401  (Mask2FormerHead's parts)
 from rass_mmseg.converters import check_against_expected, convert_rass_state_dict
 from rass_mmseg.converters.target_model import trainable_state_shapes
 from rass_mmseg.models.utils.sd_components import without_weights

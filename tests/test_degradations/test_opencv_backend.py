@@ -14,9 +14,22 @@ import torch
 import torch.nn.functional as F
 from skimage import data
 
-from rass_mmseg.degradations import (KERNEL_TYPES, GeneratorRandomSource, ImageList, KeyedRandomSource, OpenCVBackend,
-                                     SecondOrderDegradation, TorchBackend, add_random_noise, blur_image, blur_ragged,
-                                     jpeg_image, jpeg_ragged, resize_image, resize_ragged)
+from rass_mmseg.degradations import (
+    KERNEL_TYPES,
+    GeneratorRandomSource,
+    ImageList,
+    KeyedRandomSource,
+    OpenCVBackend,
+    SecondOrderDegradation,
+    TorchBackend,
+    add_random_noise,
+    blur_image,
+    blur_ragged,
+    jpeg_image,
+    jpeg_ragged,
+    resize_image,
+    resize_ragged,
+)
 from rass_mmseg.degradations.blur_kernels import blur_kernels_from_draws, draw_blur_kernels, draw_sinc_kernels
 from rass_mmseg.degradations.opencv_ops import blur_kernels_numpy
 from tests.test_degradations.helpers import keyed

@@ -10,9 +10,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rass_mmseg.degradations import (KeyedRandomSource, RandomSource, SecondOrderDegradation, TorchBackend,
-                                     add_distinct_poisson_noise, diffjpeg_ragged, diffjpeg_tables, jpeg_ragged,
-                                     resize_ragged)
+from rass_mmseg.degradations import (
+    KeyedRandomSource,
+    RandomSource,
+    SecondOrderDegradation,
+    TorchBackend,
+    add_distinct_poisson_noise,
+    diffjpeg_ragged,
+    diffjpeg_tables,
+    jpeg_ragged,
+    resize_ragged,
+)
 from rass_mmseg.degradations.noise import distinct_level_counts
 from tests.test_degradations.helpers import keyed, photo
 

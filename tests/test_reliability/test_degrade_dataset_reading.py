@@ -21,7 +21,8 @@ from PIL import Image
 from tests.conftest import repo_path
 
 HEIGHT, WIDTH = 40, 48  # not square, so a wrong orientation changes the shape
-LQ_CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-lq-128x128.py')  # degrade='test', seed 0
+# degrade='test', seed 0
+LQ_CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-lq-128x128.py')
 # test pipeline loader arguments -> the kinds on which they decode differently from the cv2 defaults
 LOADERS = {
     'cv2 (the config as is)': {},

@@ -51,7 +51,8 @@ def test_hostile_file_as_lpips_weights_is_refused(hostile):
 
 def test_hostile_file_as_scr_weights_in_restore_then_segment_is_refused(hostile):
     path, marker = hostile
-    r2s = Config.fromfile(repo_path('configs', 'protocols', 'r2s_scr-tiny-sd_segformer-mit-tiny_textures-lq-128x128.py'))
+    r2s = Config.fromfile(
+        repo_path('configs', 'protocols', 'r2s_scr-tiny-sd_segformer-mit-tiny_textures-lq-128x128.py'))
     r2s.model.restorer_checkpoint = str(path)
     r2s.model.segmentor_checkpoint = None
     with pytest.raises(Exception) as error:

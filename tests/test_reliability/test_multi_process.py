@@ -30,8 +30,9 @@ TOLERANCE = 1e-6  # absolute, on every weight; float32 rounding of the gradient 
 
 # LoRA scale 1 (alpha = rank): the tolerance above is float32 rounding at that scale; the configs' scale 2 doubles
 # the LoRA gradients and so the rounding differences they carry (4.4e-6 measured, same conclusion, looser bound)
-COMPARABLE = ['model.backbone.lora_alpha=4', 'model.decode_head.dropout_ratio=0.0', 'train_dataloader.dataset.pipeline.2.prob=0.0',
-              'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=2', 'randomness.deterministic=True']
+COMPARABLE = ['model.backbone.lora_alpha=4', 'model.decode_head.dropout_ratio=0.0',
+              'train_dataloader.dataset.pipeline.2.prob=0.0', 'train_cfg.max_iters=2',
+              'default_hooks.checkpoint.interval=2', 'randomness.deterministic=True']
 
 
 def torchrun_available() -> bool:

@@ -1,5 +1,6 @@
 """Images smaller than the latent stride (8) or the backbone's padding divisor (64), and odd sizes, go through the
-whole tiny RASS segmentor (built from ``configs/_base_/models/rass_tiny-sd_segformer-head.py``) and give predictions of their size.
+whole tiny RASS segmentor (built from ``configs/_base_/models/rass_tiny-sd_segformer-head.py``) and give
+predictions of their size.
 
 ``tests/test_models/test_backbones`` checks the backbone's feature shapes at such sizes; this checks the segmentor's
 output (un-padding and resizing back to the input) for inference and a training step.

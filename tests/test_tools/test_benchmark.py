@@ -55,8 +55,8 @@ def test_train_mode_steps_only_the_trainable_parameters():
 
 
 def test_train_mode_prints_images_per_second(capsys):
-    results = benchmark.main([CONFIG, '--mode', 'train', '--batch-size', '2', '--shape', '64', '64', '--num-images', '1',
-                              '--warmup', '0', '--rounds', '1', '--device', 'cpu'])
+    results = benchmark.main([CONFIG, '--mode', 'train', '--batch-size', '2', '--shape', '64', '64',
+                              '--num-images', '1', '--warmup', '0', '--rounds', '1', '--device', 'cpu'])
     out = capsys.readouterr().out
     assert 'mode=train batch=2' in out and results[0]['fps'] > 0
 
@@ -73,12 +73,14 @@ def test_without_weights_uses_the_architecture_dicts():
     assert backbone.pretrained is None
     assert backbone.unet == cfg.sd21_base_unet and backbone.vae == cfg.sd21_base_vae
     assert backbone.text_encoder == cfg.sd21_base_text_encoder
-    scr = benchmark.load_config(repo_path('configs', 'scr', 'scr_sd21-base_4xb4-100k_ade20k-512x512.py'), without_weights=True)
+    scr_config = repo_path('configs', 'scr', 'scr_sd21-base_4xb4-100k_ade20k-512x512.py')
+    scr = benchmark.load_config(scr_config, without_weights=True)
     assert scr.model.decode_head.lpips_weights is None and scr.model.backbone.pretrained is None
 
 
 def test_without_weights_names_the_config_and_the_missing_keys():
-    with pytest.raises(ValueError, match=r'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128\.py needs .*missing: sd21_base_vae'):
+    message = r'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128\.py needs .*missing: sd21_base_vae'
+    with pytest.raises(ValueError, match=message):
         benchmark.load_config(CONFIG, without_weights=True)
 
 

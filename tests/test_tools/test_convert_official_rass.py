@@ -13,7 +13,13 @@ from rass_mmseg.models.utils.adapter_folder import RASS_METADATA
 from rass_mmseg.models.utils.lora import base_weights_fingerprint
 from rass_mmseg.models.utils.sd_components import build_sd_components
 from tests.conftest import repo_path
-from tests.test_converters.official_checkpoints import PAPER, TINY, Maker, official_rass_state_dict, official_scr_checkpoint
+from tests.test_converters.official_checkpoints import (
+    PAPER,
+    TINY,
+    Maker,
+    official_rass_state_dict,
+    official_scr_checkpoint,
+)
 
 sys.path.insert(0, repo_path('tools'))
 from convert_official_rass import FINGERPRINT, main  # noqa: E402

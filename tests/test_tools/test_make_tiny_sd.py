@@ -1,4 +1,5 @@
-"""tools/make_tiny_sd.py: a complete diffusers folder the SCR demo config loads, reused or refused, never overwritten."""
+"""tools/make_tiny_sd.py: a complete diffusers folder the SCR demo config loads, reused or refused, never
+overwritten."""
 import json
 import os
 import os.path as osp

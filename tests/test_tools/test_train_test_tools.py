@@ -28,7 +28,8 @@ def run_tool(script: str, *args: str, cwd: str, expect_failure: bool = False) ->
     return output
 
 
-@pytest.mark.parametrize('config', ['rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py', 'rass_tiny-sd_mask2former_1xb4-300it_textures-128x128.py'])
+@pytest.mark.parametrize('config', ['rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py',
+                                    'rass_tiny-sd_mask2former_1xb4-300it_textures-128x128.py'])
 def test_train_resume_and_test_through_tools(tmp_path, config):
     cfg = repo_path('configs', 'rass', config)
     work_dir = str(tmp_path / 'work')

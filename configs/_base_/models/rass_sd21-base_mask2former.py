@@ -22,7 +22,8 @@ model = dict(
         latent_mode='sample',  # the public code samples the VAE posterior in training and at test
         lora_rank=4,
         lora_alpha=8,
-        merge_adapters=[],  # SCR adapter folders, e.g. ['work_dirs/scr_sd21-base_4xb4-100k_ade20k-512x512/scr_adapter_iter_100000']
+        # SCR adapter folders, e.g. ['work_dirs/scr_sd21-base_4xb4-100k_ade20k-512x512/scr_adapter_iter_100000']
+        merge_adapters=[],
         gradient_checkpointing=False,
         attention='sdpa'),
     neck=dict(

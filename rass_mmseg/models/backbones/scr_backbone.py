@@ -13,8 +13,11 @@ from diffusers import DDPMScheduler
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from ..utils.cross_attention_capture import (CrossAttentionStore, cross_attention_layers_at_strides,
-                                             install_cross_attention_capture)
+from ..utils.cross_attention_capture import (
+    CrossAttentionStore,
+    cross_attention_layers_at_strides,
+    install_cross_attention_capture,
+)
 from .stable_diffusion_backbone import StableDiffusionBackbone
 
 __all__ = ['SCRBackbone', 'SD21_BASE_SCHEDULER']
@@ -127,6 +130,7 @@ class SCRBackbone(StableDiffusionBackbone):
             if self.attention_store is None:
                 raise ValueError('SCRBackbone: capture_attention needs attention_strides')
             self.attention_store.start(tuple(latents.shape[-2:]))
-        prediction = self.run_unet(latents, self.timesteps(images.shape[0], images.device),
-                                   encoder_hidden_states=conditioning, encoder_attention_mask=encoder_attention_mask).sample
-        return self.clean_latents(latents, prediction, self.timesteps(images.shape[0], images.device))
+        timesteps = self.timesteps(images.shape[0], images.device)
+        prediction = self.run_unet(latents, timesteps, encoder_hidden_states=conditioning,
+                                   encoder_attention_mask=encoder_attention_mask).sample
+        return self.clean_latents(latents, prediction, timesteps)

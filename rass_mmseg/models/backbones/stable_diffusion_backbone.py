@@ -20,8 +20,14 @@ from mmseg.registry import TASK_UTILS
 from torch import Tensor
 
 from ..utils.frozen_weights import leave_frozen_weights_out_of_checkpoints, persistent_state
-from ..utils.lora import (DEFAULT_LORA_TARGETS, add_lora_adapter, lora_parameter_names, merge_injected_adapter,
-                          merge_lora_adapter, save_lora_adapter)
+from ..utils.lora import (
+    DEFAULT_LORA_TARGETS,
+    add_lora_adapter,
+    lora_parameter_names,
+    merge_injected_adapter,
+    merge_lora_adapter,
+    save_lora_adapter,
+)
 from ..utils.prompt_encoder import PromptEncoder
 from ..utils.sd_components import build_sd_components
 from ..utils.text_encoding import PromptEncoding

@@ -14,8 +14,13 @@ from mmseg.models.data_preprocessor import SegDataPreProcessor
 from mmseg.registry import MODELS
 from mmseg.utils import stack_batch
 
-from rass_mmseg.degradations import (GeneratorRandomSource, KeyedRandomSource, RandomSource, build_degradation,
-                                     image_identity)
+from rass_mmseg.degradations import (
+    GeneratorRandomSource,
+    KeyedRandomSource,
+    RandomSource,
+    build_degradation,
+    image_identity,
+)
 
 __all__ = ['DegradationDataPreProcessor']
 

@@ -87,7 +87,8 @@ class VariationalScoreDistillationLoss(nn.Module):
         self._original_names = [name for name, param in unet.named_parameters()
                                 if param.requires_grad and 'lora_' not in name]
         for index, name in enumerate(self._original_names):  # buffers follow .to(device); never saved
-            self.register_buffer(f'original_weight_{index}', unet.get_parameter(name).detach().clone(), persistent=False)
+            original = unet.get_parameter(name).detach().clone()
+            self.register_buffer(f'original_weight_{index}', original, persistent=False)
         flags = {name: param.requires_grad for name, param in unet.named_parameters()}
         active = {name: list(m.active_adapters) for name, m in unet.named_modules() if isinstance(m, BaseTunerLayer)}
         add_lora_adapter(unet, REGULARIZER_ADAPTER, self.lora_rank, self.lora_alpha, self.lora_targets)

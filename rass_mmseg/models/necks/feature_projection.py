@@ -100,8 +100,8 @@ class FeatureProjection(BaseModule):
             features: Backbone features in the order of ``in_channels``.
 
         Returns:
-            One tensor per output stride, (N, C_s, H_s, W_s) with C_s its ``out_channels``, where H_s is the size of the first
-            input of that stride (the others are resized to it bilinearly when they differ).
+            One tensor per output stride, (N, C_s, H_s, W_s) with C_s its ``out_channels``, where H_s is the size of
+            the first input of that stride (the others are resized to it bilinearly when they differ).
         """
         if len(features) != len(self.blocks):
             raise ValueError(f'FeatureProjection expects {len(self.blocks)} features, got {len(features)}')

@@ -135,7 +135,8 @@ def test_adapter_errors_name_the_file(tiny_backbone_cfg, tmp_path):
         build(tiny_backbone_cfg, merge_adapters=[str(tmp_path / 'qv')])
 
     (tmp_path / 'bad').mkdir()
-    (tmp_path / 'bad' / 'adapter_config.json').write_text(json.dumps({'r': 4, 'lora_alpha': 4, 'target_modules': ['x']}))
+    adapter_config = {'r': 4, 'lora_alpha': 4, 'target_modules': ['x']}
+    (tmp_path / 'bad' / 'adapter_config.json').write_text(json.dumps(adapter_config))
     (tmp_path / 'bad' / 'adapter_model.safetensors').write_bytes(b'not a safetensors file')
     with pytest.raises(ValueError, match='not a readable safetensors file'):
         build(tiny_backbone_cfg, merge_adapters=[str(tmp_path / 'bad')])
@@ -237,7 +238,8 @@ def test_compiled_unet_equals_eager_and_falls_back_when_compilation_fails(tiny_b
     images = torch.rand(1, 3, 64, 64) * 2 - 1
     eager = build(tiny_backbone_cfg)
     randomize_seg_lora(eager)
-    compiled = build(tiny_backbone_cfg, compile=dict(backend='eager'))  # dynamo's graphs, run eagerly: no C++ build in tests
+    # dynamo's graphs, run eagerly: no C++ build in tests
+    compiled = build(tiny_backbone_cfg, compile=dict(backend='eager'))
     compiled.load_state_dict(eager.state_dict())
     assert set(compiled.state_dict()) == set(eager.state_dict())  # compiling in place keeps the keys
     for a, b in zip(run(eager, images), run(compiled, images)):

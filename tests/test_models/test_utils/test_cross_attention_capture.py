@@ -3,15 +3,18 @@ import pytest
 import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 
-from rass_mmseg.models.utils.cross_attention_capture import (CrossAttentionCaptureProcessor,
-                                                             cross_attention_layers_at_strides,
-                                                             install_cross_attention_capture)
+from rass_mmseg.models.utils.cross_attention_capture import (
+    CrossAttentionCaptureProcessor,
+    cross_attention_layers_at_strides,
+    install_cross_attention_capture,
+)
 from rass_mmseg.models.utils.sd_components import build_sd_components
 
 
 @pytest.fixture(scope='module')
 def tiny_unet():
     from mmengine.config import Config
+
     from tests.conftest import repo_path
     tiny_sd = Config.fromfile(repo_path('configs', '_base_', 'models', 'tiny_sd.py')).tiny_sd
     torch.manual_seed(0)

@@ -24,14 +24,16 @@ def write_sd_folder(folder, cfg: dict, seed: int) -> str:
 
 @pytest.fixture(scope='module')
 def sd_folders(tmp_path_factory):
-    cfg = Config.fromfile(repo_path('configs', '_base_', 'models', 'rass_tiny-sd_segformer-head.py')).model.backbone.to_dict()
+    base = repo_path('configs', '_base_', 'models', 'rass_tiny-sd_segformer-head.py')
+    cfg = Config.fromfile(base).model.backbone.to_dict()
     root = tmp_path_factory.mktemp('sd')
     return write_sd_folder(root / 'a', cfg, 0), write_sd_folder(root / 'b', cfg, 1)
 
 
 @pytest.fixture
 def segmentor_cfg(sd_folders):
-    cfg = Config.fromfile(repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py')).model
+    config = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py')
+    cfg = Config.fromfile(config).model
     for key in SD_KEYS:
         cfg.backbone.pop(key)
     cfg.backbone.pretrained = sd_folders[0]
