@@ -1,17 +1,10 @@
 """Shared fixtures: tiny configs built from the repo's own config files (one source of truth)."""
-import os.path as osp
-
 import pytest
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import rass_mmseg  # noqa: F401  (registers the plugin)
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def repo_path(*parts: str) -> str:
-    return osp.join(REPO, *parts)
+from tests.utils import repo_path
 
 
 @pytest.fixture(autouse=True)

@@ -112,6 +112,3 @@ def install() -> None:
     """Apply both fixes (idempotent)."""
     HistoryBuffer.__getstate__ = _history_buffer_getstate
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_weights_only, force=True)
-
-
-install()

@@ -51,6 +51,3 @@ def install() -> None:
     """Apply both fixes (idempotent)."""
     dist_utils._init_dist_pytorch = _init_dist_pytorch
     MMDistributedDataParallel.__init__ = _ddp_init
-
-
-install()

@@ -91,6 +91,3 @@ def install() -> None:
     """Apply both fixes (idempotent)."""
     MMSegInferencer._init_pipeline = _init_pipeline
     MMSegInferencer.postprocess = _postprocess
-
-
-install()

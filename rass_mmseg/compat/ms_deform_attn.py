@@ -126,6 +126,3 @@ def install() -> bool:
         RoutedMSDeformAttnFunction.kernel = current
         multi_scale_deform_attn.MultiScaleDeformableAttnFunction = RoutedMSDeformAttnFunction
     return True
-
-
-install()

@@ -28,7 +28,7 @@ from PIL import Image
 
 from rass_mmseg.datasets import generate_texture_dataset
 from rass_mmseg.datasets.texture_generator import CLASSES, PALETTE
-from tests.conftest import REPO, repo_path
+from tests.utils import REPO, repo_path
 
 SIZE = 128
 # Runnable without weights: the tiny configs, except the one that needs tools/make_tiny_sd.py's trained SD folder.

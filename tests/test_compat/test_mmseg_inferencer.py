@@ -21,7 +21,7 @@ from PIL import Image
 
 from rass_mmseg.compat import mmseg_inferencer
 from rass_mmseg.datasets import LoadImageFromFileChecked
-from tests.conftest import repo_path
+from tests.utils import repo_path
 
 CONFIGS = sorted(path for folder in ('rass', 'scr', 'protocols')
                  for path in glob.glob(repo_path('configs', folder, '*.py')))

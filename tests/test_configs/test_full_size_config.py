@@ -12,7 +12,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from rass_mmseg.models.utils.lora import DEFAULT_LORA_TARGETS
 from rass_mmseg.models.utils.sd_components import without_weights
-from tests.conftest import repo_path
+from tests.utils import repo_path
 
 FULL_CONFIG = repo_path('configs', 'rass', 'rass_sd21-base_mask2former_8xb2-160k_ade20k-lq-512x512.py')
 PAPER_TRAINABLE = 27.9e6

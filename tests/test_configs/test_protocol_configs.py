@@ -16,7 +16,7 @@ from mmengine.runner import CheckpointLoader, Runner
 from mmseg.registry import MODELS
 
 from rass_mmseg.models.utils.sd_components import without_weights
-from tests.conftest import repo_path
+from tests.utils import repo_path
 
 PROTOCOLS = sorted(glob.glob(repo_path('configs', 'protocols', '*.py')))
 TINY = [path for path in PROTOCOLS if 'tiny' in osp.basename(path)]

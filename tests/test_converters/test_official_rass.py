@@ -13,9 +13,9 @@ from mmseg.registry import MODELS
 from rass_mmseg.converters import check_against_expected, convert_rass_state_dict
 from rass_mmseg.converters.target_model import trainable_state_shapes
 from rass_mmseg.models.utils.sd_components import without_weights
-from tests.conftest import repo_path
 from tests.test_converters import reference_forward as ref
 from tests.test_converters.official_checkpoints import PAPER, TINY, Maker, lora_groups, official_rass_state_dict
+from tests.utils import repo_path
 
 PAPER_CONFIG = repo_path('configs', 'rass', 'rass_sd21-base_mask2former_8xb2-160k_ade20k-lq-512x512.py')
 TINY_CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_mask2former_1xb4-300it_textures-128x128.py')

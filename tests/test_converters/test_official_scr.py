@@ -13,8 +13,8 @@ from torch import nn
 from rass_mmseg.converters import convert_scr_checkpoint, write_scr_adapter
 from rass_mmseg.models.utils.adapter_folder import RASS_METADATA, read_adapter_folder
 from rass_mmseg.models.utils.lora import DEFAULT_LORA_TARGETS, add_lora_adapter, merge_lora_adapter
-from tests.conftest import repo_path
 from tests.test_converters.official_checkpoints import Maker, official_scr_checkpoint
+from tests.utils import repo_path
 
 RANK, ALPHA = 4, 8
 

@@ -13,7 +13,7 @@ from mmseg.registry import DATASETS
 from PIL import Image
 
 from rass_mmseg.datasets import ADE20KFormatDataset, LoadAnnotationsChecked
-from tests.conftest import repo_path
+from tests.utils import repo_path
 
 NUM_CLASSES = 150
 PLAIN_PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', reduce_zero_label=True),

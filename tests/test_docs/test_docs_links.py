@@ -14,7 +14,7 @@ from typing import Dict, List, Set
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.utils import REPO
 
 PAGES = sorted({osp.join(REPO, 'README.md'),
                 *glob.glob(osp.join(REPO, 'docs', '**', '*.md'), recursive=True),

@@ -4,7 +4,7 @@ import pytest
 from mmengine.config import Config
 
 from rass_mmseg.engine import CheckpointOverwriteGuardHook
-from tests.conftest import repo_path
+from tests.utils import repo_path
 
 
 def test_refuses_to_train_over_existing_checkpoints(tmp_path):

@@ -8,13 +8,8 @@ from typing import Callable, List
 import pytest
 import torch
 
-from tests.conftest import repo_path
+from tests.utils import FAST_TRAIN, repo_path
 
-TINY = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py')
-TINY_LQ = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-lq-128x128.py')
-# Short CPU runs: no dataloader workers, batch 2, a log line and a checkpoint every iteration, no validation.
-FAST = ['train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False', 'train_dataloader.batch_size=2',
-        'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=1', 'train_cfg.val_begin=100000']
 _run_ids = itertools.count()
 
 
@@ -37,7 +32,7 @@ def train_tool(monkeypatch, tmp_path) -> Callable[..., None]:
         if resume:
             argv.append('--resume')
         argv += ['--cfg-options', f'experiment_name=reliability_{os.getpid()}_{run}',
-                 f'visualizer.name=reliability_{os.getpid()}_{run}', *FAST, *cfg_options]
+                 f'visualizer.name=reliability_{os.getpid()}_{run}', *FAST_TRAIN, *cfg_options]
         sys.argv = argv
         try:
             runpy.run_path(argv[0], run_name='__main__')

@@ -15,7 +15,7 @@ from mmseg.registry import TRANSFORMS
 from PIL import Image
 
 from rass_mmseg.datasets import LoadImageFromFileChecked, TextureSegDataset
-from tests.conftest import repo_path
+from tests.utils import repo_path
 
 HEIGHT, WIDTH = 7, 5
 

@@ -18,7 +18,7 @@ from mmengine.config import Config
 from mmseg.registry import MODELS
 from PIL import Image
 
-from tests.conftest import repo_path
+from tests.utils import repo_path
 
 HEIGHT, WIDTH = 40, 48  # not square, so a wrong orientation changes the shape
 # degrade='test', seed 0

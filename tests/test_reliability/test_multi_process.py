@@ -23,8 +23,8 @@ import torch
 from mmengine.dist import utils as dist_utils
 
 from rass_mmseg.compat import load_from_local_weights_only
-from tests.conftest import REPO, repo_path
-from tests.test_reliability.conftest import FAST, TINY
+from tests.utils import FAST_TRAIN as FAST
+from tests.utils import REPO, TINY, repo_path
 
 TOLERANCE = 1e-6  # absolute, on every weight; float32 rounding of the gradient all-reduce
 

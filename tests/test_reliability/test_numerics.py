@@ -11,8 +11,7 @@ from mmseg.registry import HOOKS
 
 from rass_mmseg.compat import load_from_local_weights_only
 from rass_mmseg.engine import CPUAmpOptimWrapper, NonFiniteLossHook
-from tests.conftest import repo_path
-from tests.test_reliability.conftest import TINY
+from tests.utils import TINY, repo_path
 
 
 @HOOKS.register_module(force=True)

@@ -12,7 +12,7 @@ import torch
 
 from rass_mmseg.compat import load_from_local_weights_only
 from rass_mmseg.engine import RandomStateCheckpointHook
-from tests.test_reliability.conftest import TINY_LQ
+from tests.utils import TINY_LQ
 
 DETERMINISTIC = 'randomness.deterministic=True'
 

@@ -1,14 +1,12 @@
-import sys
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
-from tests.conftest import repo_path
+from tests.utils import load_tool, repo_path
 
-sys.path.insert(0, repo_path('tools'))
-import benchmark  # noqa: E402
+benchmark = load_tool('benchmark')
 
 CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py')
 M2F_CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_mask2former_1xb4-300it_textures-128x128.py')

@@ -5,7 +5,7 @@ import cv2
 import pytest
 import torch
 
-from tests.conftest import repo_path
+from tests.utils import repo_path
 
 
 def load_tool():

@@ -1,4 +1,3 @@
-import sys
 
 import pytest
 import torch
@@ -7,10 +6,10 @@ from safetensors import safe_open
 
 from rass_mmseg.models.utils import build_lpips
 from rass_mmseg.models.utils.lpips_network import linear_weights_path
-from tests.conftest import repo_path
+from tests.utils import load_tool
 
-sys.path.insert(0, repo_path('tools'))
-from convert_lpips_weights import convert_lpips_weights, main  # noqa: E402
+tool = load_tool('convert_lpips_weights')
+convert_lpips_weights, main = tool.convert_lpips_weights, tool.main
 
 # torchvision model, and the indices of its `features` whose outputs LPIPS compares (the reference
 # implementation's relu1_2 ... relu5_3 for VGG16, relu1 ... relu5 for AlexNet, 7 stages for SqueezeNet 1.1).

@@ -1,7 +1,6 @@
 """tools/convert_official_rass.py end to end at tiny size: synthetic scr.pkl and rass.pth in the public layout ->
 an adapter folder and a checkpoint that the model built from the SD folder with that adapter merged loads strictly."""
 import json
-import sys
 
 import pytest
 import torch
@@ -12,7 +11,6 @@ from mmseg.registry import MODELS
 from rass_mmseg.models.utils.adapter_folder import RASS_METADATA
 from rass_mmseg.models.utils.lora import base_weights_fingerprint
 from rass_mmseg.models.utils.sd_components import build_sd_components
-from tests.conftest import repo_path
 from tests.test_converters.official_checkpoints import (
     PAPER,
     TINY,
@@ -20,9 +18,10 @@ from tests.test_converters.official_checkpoints import (
     official_rass_state_dict,
     official_scr_checkpoint,
 )
+from tests.utils import load_tool, repo_path
 
-sys.path.insert(0, repo_path('tools'))
-from convert_official_rass import FINGERPRINT, main  # noqa: E402
+tool = load_tool('convert_official_rass')
+FINGERPRINT, main = tool.FINGERPRINT, tool.main
 
 TINY_CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_mask2former_1xb4-300it_textures-128x128.py')
 SD_PARTS = ('vae', 'unet', 'text_encoder')

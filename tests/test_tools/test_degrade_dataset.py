@@ -15,7 +15,7 @@ from skimage import data
 from rass_mmseg.degradations import SecondOrderDegradation
 from rass_mmseg.models.data_preprocessors import DegradationDataPreProcessor
 from rass_mmseg.version import __version__
-from tests.conftest import repo_path
+from tests.utils import repo_path
 
 PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'immunohistochemistry')
 

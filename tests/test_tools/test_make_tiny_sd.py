@@ -11,7 +11,7 @@ from diffusers import AutoencoderKL
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
-from tests.conftest import repo_path
+from tests.utils import repo_path
 
 sys.path.insert(0, repo_path('tools'))
 import make_tiny_sd  # noqa: E402

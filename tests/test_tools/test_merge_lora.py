@@ -1,6 +1,5 @@
 import copy
 import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -9,10 +8,9 @@ from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
 
 from rass_mmseg.models.utils.lora import lora_parameter_names
-from tests.conftest import repo_path
+from tests.utils import load_tool, repo_path
 
-sys.path.insert(0, repo_path('tools'))
-from merge_lora import merge_checkpoint  # noqa: E402
+merge_checkpoint = load_tool('merge_lora').merge_checkpoint
 
 CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py')
 

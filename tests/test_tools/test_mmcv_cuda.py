@@ -1,15 +1,13 @@
 """tools/mmcv_cuda.py: the logic install.sh uses to build mmcv with CUDA ops (no GPU or compiler)."""
 import os
 import os.path as osp
-import sys
 
 import pytest
 import torch
 
-from tests.conftest import repo_path
+from tests.utils import load_tool
 
-sys.path.insert(0, repo_path('tools'))
-import mmcv_cuda  # noqa: E402
+mmcv_cuda = load_tool('mmcv_cuda')
 
 NVCC_13_0 = ('nvcc: NVIDIA (R) Cuda compiler driver\nCopyright (c) 2005-2025 NVIDIA Corporation\n'
              'Built on Wed_Aug_20_01:58:59_PM_PDT_2025\n'

@@ -4,7 +4,7 @@ import os.path as osp
 
 import pytest
 
-from tests.conftest import repo_path
+from tests.utils import repo_path
 
 
 def load_runner():

@@ -9,8 +9,8 @@ from mmengine.runner import Runner
 from safetensors.torch import load_file
 
 from rass_mmseg.compat import CHECKPOINT_SAFE_GLOBALS
-from tests.conftest import repo_path
-from tests.test_tools.test_train_test_tools import FAST, run_tool
+from tests.utils import FAST_TOOLS as FAST
+from tests.utils import repo_path, run_tool
 
 SCR_CONFIG = repo_path('configs', 'scr', 'scr_tiny-sd_1xb4-300it_textures-128x128.py')
 RASS_CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py')

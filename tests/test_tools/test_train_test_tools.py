@@ -11,21 +11,10 @@ import pytest
 import torch
 
 from rass_mmseg.compat import CHECKPOINT_SAFE_GLOBALS
-from tests.conftest import repo_path
+from tests.utils import FAST_TOOLS as FAST
+from tests.utils import repo_path, run_tool
 
 MMSEG_TOOLS = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools')
-FAST = ['train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-        'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
-        'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
-        'test_dataloader.dataset.indices=4', 'train_dataloader.batch_size=2',
-        'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2', 'train_cfg.val_interval=1000']
-
-
-def run_tool(script: str, *args: str, cwd: str, expect_failure: bool = False) -> str:
-    result = subprocess.run([sys.executable, script, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
-    output = result.stdout + result.stderr
-    assert (result.returncode != 0) == expect_failure, output[-3000:]
-    return output
 
 
 @pytest.mark.parametrize('config', ['rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py',

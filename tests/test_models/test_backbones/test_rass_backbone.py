@@ -8,23 +8,8 @@ from safetensors.torch import load_file
 
 from rass_mmseg.models.backbones import RASSBackbone
 from rass_mmseg.models.utils.lora import lora_parameter_names, save_lora_adapter
-
-
-def build(cfg: dict, **overrides) -> RASSBackbone:
-    torch.manual_seed(0)
-    cfg = dict(cfg)
-    cfg.pop('type')
-    cfg.update(overrides)
-    return RASSBackbone(**cfg)
-
-
-def randomize_seg_lora(backbone: RASSBackbone, seed: int = 1) -> None:
-    """LoRA B starts at zero (no-op adapter); give it values so the adapter changes the output."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name in lora_parameter_names(backbone.unet, 'seg'):
-            param = backbone.unet.get_parameter(name)
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+from tests.utils import build_rass_backbone as build
+from tests.utils import randomize_seg_lora
 
 
 def run(backbone: RASSBackbone, images: torch.Tensor, phrases=('a photo',)) -> list:

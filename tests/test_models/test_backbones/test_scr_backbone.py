@@ -5,7 +5,7 @@ from mmengine.config import Config
 from mmseg.registry import MODELS
 
 from rass_mmseg.models.utils.lora import lora_parameter_names
-from tests.conftest import repo_path
+from tests.utils import repo_path
 
 
 @pytest.fixture(scope='module')

@@ -5,7 +5,7 @@ from diffusers import AutoencoderKL
 from mmengine.config import Config
 
 from rass_mmseg.models.heads import SCRHead
-from tests.conftest import repo_path
+from tests.utils import repo_path
 
 
 @pytest.fixture(scope='module')

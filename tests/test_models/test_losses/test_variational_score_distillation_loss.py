@@ -8,8 +8,8 @@ from mmseg.registry import MODELS
 
 from rass_mmseg.models.losses import VariationalScoreDistillationLoss
 from rass_mmseg.models.utils.lora import _base_weights, lora_parameter_names
-from tests.conftest import repo_path
-from tests.test_models.test_segmentors.test_semantic_constrained_restorer import batch
+from tests.utils import repo_path
+from tests.utils import scr_batch as batch
 
 SCR = repo_path('configs', 'scr', 'scr_tiny-sd_1xb4-300it_textures-128x128.py')
 

@@ -8,7 +8,7 @@ from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
-from tests.conftest import repo_path
+from tests.utils import repo_path
 
 
 def build_model(cfg: Config, num_classes: int = 4, **overrides):

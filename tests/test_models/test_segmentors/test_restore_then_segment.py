@@ -19,7 +19,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import Tensor, nn
 
-from tests.conftest import repo_path
+from tests.utils import repo_path
 
 SEGFORMER_CFG = repo_path('configs', 'protocols', 'dt-segformer_mit-tiny_1xb4-300it_textures-128x128.py')
 MASK2FORMER_CFG = repo_path('configs', 'protocols', 'dt-mask2former_mit-tiny_1xb4-300it_textures-128x128.py')

@@ -2,11 +2,10 @@
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.structures import PixelData
 from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
 
-from tests.conftest import repo_path
+from tests.utils import repo_path
+from tests.utils import scr_batch as batch
 
 CLASSES = ('brick', 'grass', 'gravel', 'tissue', 'text', 'sand', 'fabric', 'cloud')
 
@@ -20,19 +19,6 @@ def scr_cfg() -> dict:
 def build(cfg: dict, **overrides):
     torch.manual_seed(0)
     return MODELS.build({**cfg, **overrides})
-
-
-def batch(model, training: bool, labels=((0, 2), (1, ))):
-    images, samples = [], []
-    for index, present in enumerate(labels):
-        images.append(torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8))
-        gt = torch.full((1, 64, 64), 255)
-        for k, label in enumerate(present):
-            gt[:, :, k * 64 // len(present):(k + 1) * 64 // len(present)] = label
-        sample = SegDataSample(gt_sem_seg=PixelData(data=gt))
-        sample.set_metainfo(dict(img_path=f'img{index}.png', img_shape=(64, 64), ori_shape=(64, 64)))
-        samples.append(sample)
-    return model.data_preprocessor(dict(inputs=images, data_samples=samples), training)
 
 
 def test_ground_truth_prompts_name_the_present_classes(scr_cfg):

@@ -18,7 +18,8 @@ from safetensors.torch import load_file, save_file
 
 from rass_mmseg.models.utils.lora import base_weights_fingerprint, lora_parameter_names, merge_lora_adapter
 from rass_mmseg.models.utils.sd_components import build_sd_components
-from tests.test_models.test_backbones.test_rass_backbone import build, randomize_seg_lora
+from tests.utils import build_rass_backbone as build
+from tests.utils import randomize_seg_lora
 
 #: What a loader says when it drops or ignores part of an adapter (peft's and diffusers' own wording).
 PROBLEM = re.compile(r'missing (adapter )?keys|unexpected keys|unexpected keyword|upgrade|'

@@ -15,7 +15,7 @@ from rass_mmseg.models.utils.sd_components import build_sd_components
 def tiny_unet():
     from mmengine.config import Config
 
-    from tests.conftest import repo_path
+    from tests.utils import repo_path
     tiny_sd = Config.fromfile(repo_path('configs', '_base_', 'models', 'tiny_sd.py')).tiny_sd
     torch.manual_seed(0)
     _, unet, _, _ = build_sd_components(None, vae=tiny_sd.vae, unet=tiny_sd.unet, text_encoder=tiny_sd.text_encoder)

@@ -9,7 +9,7 @@ from rass_mmseg.models.backbones import RASSBackbone
 from rass_mmseg.models.utils.frozen_weights import FINGERPRINT_KEY, fingerprint_tensors, persistent_state
 from rass_mmseg.models.utils.lora import base_weights_fingerprint, lora_parameter_names
 from rass_mmseg.models.utils.sd_components import build_sd_components
-from tests.conftest import repo_path
+from tests.utils import repo_path
 
 SD_KEYS = ('vae', 'unet', 'text_encoder')
 

@@ -161,3 +161,39 @@ def test_bad_net_type_and_bad_inputs():
         network(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 16))
     with pytest.raises(ValueError, match='equal shape'):
         network(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32))
+
+
+def test_alex_distance_equals_the_lpips_formula_on_torchvision_features():
+    """The LPIPS distance recomputed from its definition on torchvision's AlexNet with the same weights: inputs
+    mapped to [-1, 1] and shifted/scaled per channel, features after the five ReLUs unit-normalised over channels,
+    squared differences weighted per channel by the linear layers, averaged over space, summed over layers."""
+    from torchvision.models import alexnet
+    network = _random_network('alex', 0)
+    with torch.no_grad():
+        for lin in network.lpips.lins:
+            lin.model[-1].weight.uniform_(0.0, 0.1)
+    features = alexnet(weights=None).features.eval()
+    backbone = {name.split('.', 1)[1]: value for name, value in network.lpips.net.state_dict().items()}
+    features.load_state_dict(backbone, strict=False)
+    assert set(backbone) == {k for k in features.state_dict()}  # every conv of the five slices was copied
+    shift = torch.tensor([-.030, -.088, -.188]).view(1, 3, 1, 1)
+    scale = torch.tensor([.458, .448, .450]).view(1, 3, 1, 1)
+    img1, img2 = torch.rand(2, 2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+
+    def taps(image):
+        x = ((image * 2 - 1) - shift) / scale
+        out = []
+        for index, layer in enumerate(features):
+            x = layer(x)
+            if index in (1, 4, 7, 9, 11):  # the ReLUs after conv1-conv5
+                out.append(x)
+        return out
+
+    with torch.no_grad():
+        expected = torch.zeros(2)
+        for layer, (f1, f2) in enumerate(zip(taps(img1), taps(img2))):
+            f1 = f1 / (f1.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            f2 = f2 / (f2.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            weight = network.lpips.lins[layer].model[-1].weight.flatten()
+            expected += ((f1 - f2).pow(2) * weight.view(1, -1, 1, 1)).sum(1).mean((1, 2))
+        torch.testing.assert_close(network(img1, img2), expected, rtol=1e-4, atol=1e-6)
