@@ -1,8 +1,14 @@
 """Helpers shared by several test modules (test modules import from here, never from each other or a conftest)."""
+import atexit
 import importlib.util
+import itertools
+import os
 import os.path as osp
+import runpy
+import shutil
 import subprocess
 import sys
+import tempfile
 from types import ModuleType
 from typing import Iterable, Sequence
 
@@ -14,6 +20,9 @@ from rass_mmseg.models.backbones import RASSBackbone
 from rass_mmseg.models.utils.lora import lora_parameter_names
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+_run_ids = itertools.count()
+_shared_textures = []
 
 #: The embedded default config and its on-the-fly LQ twin.
 TINY = osp.join(REPO, 'configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py')
@@ -38,8 +47,26 @@ def repo_path(*parts: str) -> str:
     return osp.join(REPO, *parts)
 
 
+def link_textures(cwd: str) -> None:
+    """Make ``cwd/data/textures`` (the tiny configs' relative data root) a link to one copy of the embedded
+    texture dataset, generated once per test session, unless ``cwd`` already holds one."""
+    target = osp.join(cwd, 'data', 'textures')
+    if osp.lexists(target):
+        return
+    if not _shared_textures:
+        from rass_mmseg.datasets.texture_generator import generate_texture_dataset
+        root = tempfile.mkdtemp(prefix='rass_mmseg_tests_')
+        atexit.register(shutil.rmtree, root, True)
+        generate_texture_dataset(osp.join(root, 'textures'), seed=0)
+        _shared_textures.append(osp.join(root, 'textures'))
+    os.makedirs(osp.dirname(target), exist_ok=True)
+    os.symlink(_shared_textures[0], target)
+
+
 def run_tool(script: str, *args: str, cwd: str, expect_failure: bool = False) -> str:
-    """Run ``python SCRIPT ARGS`` in ``cwd``; assert it succeeded (or failed); return stdout + stderr."""
+    """Run ``python SCRIPT ARGS`` in ``cwd`` (with the shared texture dataset linked there); assert it succeeded (or
+    failed); return stdout + stderr."""
+    link_textures(cwd)
     result = subprocess.run([sys.executable, script, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
     output = result.stdout + result.stderr
     assert (result.returncode != 0) == expect_failure, output[-3000:]
@@ -88,3 +115,32 @@ def load_tool(name: str) -> ModuleType:
         sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
         spec.loader.exec_module(module)
     return sys.modules[module_name]
+
+
+def run_in_process(script: str, *args: str, cwd: str) -> None:
+    """Run ``python SCRIPT ARGS`` inside the test process, from ``cwd``.
+
+    Exactly the tool's code path (the script through ``runpy``, as ``python`` runs it) without a new interpreter's
+    ~20 s of imports. ``args`` must hold ``--cfg-options`` last: a fresh experiment and visualizer name is appended
+    (mmengine keeps those as process-wide singletons). The shared texture dataset is linked into ``cwd``. The
+    process's global state (working directory, argv, LOCAL_RANK, deterministic algorithms) is restored afterwards.
+    Use a subprocess where a fresh process is the point (a tool's own imports, ``custom_imports``).
+    """
+    if '--cfg-options' not in args:
+        raise ValueError('run_in_process needs --cfg-options among the arguments (a fresh run name is added)')
+    name = f'in_process_{os.getpid()}_{next(_run_ids)}'
+    link_textures(cwd)
+    saved = os.getcwd(), list(sys.argv), os.environ.get('LOCAL_RANK'), torch.are_deterministic_algorithms_enabled()
+    os.chdir(cwd)  # relative paths of a config (data/textures, work_dirs) land in cwd
+    os.environ['LOCAL_RANK'] = '0'
+    sys.argv = [script, *args, f'experiment_name={name}', f'visualizer.name={name}']
+    try:
+        runpy.run_path(script, run_name='__main__')
+    finally:
+        os.chdir(saved[0])
+        sys.argv = saved[1]
+        if saved[2] is None:
+            os.environ.pop('LOCAL_RANK', None)
+        else:
+            os.environ['LOCAL_RANK'] = saved[2]
+        torch.use_deterministic_algorithms(saved[3])
