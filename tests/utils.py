@@ -1,5 +1,6 @@
 """Helpers shared by several test modules (test modules import from here, never from each other or a conftest)."""
 import atexit
+import contextlib
 import importlib.util
 import itertools
 import os
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 from types import ModuleType
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 from mmengine.structures import PixelData
@@ -144,3 +145,15 @@ def run_in_process(script: str, *args: str, cwd: str) -> None:
         else:
             os.environ['LOCAL_RANK'] = saved[2]
         torch.use_deterministic_algorithms(saved[3])
+
+
+@contextlib.contextmanager
+def one_intra_op_thread() -> Iterator[None]:
+    """Run the block on one intra-op thread: for small-tensor tests on a shared 2-core machine the per-op thread
+    barriers cost more than the parallelism gives, and determinism tests need no threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

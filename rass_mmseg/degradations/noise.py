@@ -5,7 +5,7 @@ not rounded), with the gray/colour choice and the noise type drawn per sample in
 comes in two rules: 256 levels for every image (:func:`add_poisson_noise`) or BasicSR's levels from each image's
 count of distinct values (:func:`add_distinct_poisson_noise`, the public RASS code's).
 """
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -83,6 +83,14 @@ def poisson_from_uniform(levels: torch.Tensor, uniform: torch.Tensor,
     return table[index]
 
 
+def _gray_source(images: torch.Tensor, gray: torch.Tensor,
+                 luma: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The images, with their ``luma`` (``(B, 1, H, W)``) on every channel where ``gray`` (``(B,)`` bool)."""
+    if not bool(gray.any()):
+        return images
+    return torch.where(gray.view(-1, 1, 1, 1), luma(images).expand_as(images), images)
+
+
 def _gray_where(gray: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Noise of the first channel on every channel where ``gray`` (B,) is True."""
     if not bool(gray.any()):
@@ -122,10 +130,7 @@ def add_poisson_noise(images: torch.Tensor, random: RandomSource, stream: str, s
     Returns:
         ``(B, 3, H, W)``, not clipped.
     """
-    source = images
-    if bool(gray.any()):
-        luma = rgb_to_luma(images).expand_as(images)
-        source = torch.where(gray.view(-1, 1, 1, 1), luma, images)
+    source = _gray_source(images, gray, rgb_to_luma)
     levels = source.clamp(0.0, 1.0).mul_(255.0).round_()
     counts = poisson_from_uniform(levels, random.uniform(stream, images.shape[1:]))
     noise = _gray_where(gray, counts.mul_(1.0 / POISSON_LEVELS).sub_(levels.mul_(1.0 / 255.0)))
@@ -174,10 +179,7 @@ def add_distinct_poisson_noise(images: torch.Tensor, random: RandomSource, strea
     Returns:
         ``(B, 3, H, W)``, not clipped.
     """
-    source = images
-    if bool(gray.any()):
-        luma = mix_channels((TORCHVISION_LUMA_WEIGHTS, ), images)
-        source = torch.where(gray.view(-1, 1, 1, 1), luma.expand_as(images), images)
+    source = _gray_source(images, gray, lambda rgb: mix_channels((TORCHVISION_LUMA_WEIGHTS, ), rgb))
     levels = (source * 255.0).round_().clamp_(0.0, 255.0)
     quantized = levels / 255.0
     uniform = random.uniform(stream, images.shape[1:])

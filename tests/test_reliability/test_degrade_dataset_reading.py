@@ -5,7 +5,6 @@ setting of a config's test pipeline, the tool's output must equal the image that
 loads and its ``DegradationDataPreProcessor`` (``degrade='test'``, same seed) degrades, i.e. the
 ``lq_img`` the model sees. A damaged file stops the run with one line that names it.
 """
-import importlib.util
 import json
 import os.path as osp
 from pathlib import Path
@@ -18,7 +17,7 @@ from mmengine.config import Config
 from mmseg.registry import MODELS
 from PIL import Image
 
-from tests.utils import repo_path
+from tests.utils import load_tool, repo_path
 
 HEIGHT, WIDTH = 40, 48  # not square, so a wrong orientation changes the shape
 # degrade='test', seed 0
@@ -32,14 +31,7 @@ LOADERS = {
 KINDS = ('EXIF-rotated JPEG', '16-bit PNG', 'palette PNG', 'CMYK JPEG', 'grayscale PNG', 'gray+alpha PNG')
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location('degrade_dataset', repo_path('tools', 'degrade_dataset.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = load_tool()
+tool = load_tool('degrade_dataset')
 
 
 def _rgb() -> np.ndarray:

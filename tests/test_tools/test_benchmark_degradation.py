@@ -1,22 +1,12 @@
 """tools/benchmark_degradation.py: every row and the per-operation profile on a tiny run."""
-import importlib.util
 
 import cv2
 import pytest
 import torch
 
-from tests.utils import repo_path
+from tests.utils import load_tool
 
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location('benchmark_degradation',
-                                                  repo_path('tools', 'benchmark_degradation.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = load_tool()
+tool = load_tool('benchmark_degradation')
 
 
 @pytest.fixture

@@ -1,5 +1,4 @@
 """tools/degrade_dataset.py on a small generated dataset."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -15,19 +14,12 @@ from skimage import data
 from rass_mmseg.degradations import SecondOrderDegradation
 from rass_mmseg.models.data_preprocessors import DegradationDataPreProcessor
 from rass_mmseg.version import __version__
-from tests.utils import repo_path
+from tests.utils import load_tool
 
 PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'immunohistochemistry')
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location('degrade_dataset', repo_path('tools', 'degrade_dataset.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = load_tool()
+tool = load_tool('degrade_dataset')
 
 
 @pytest.fixture
