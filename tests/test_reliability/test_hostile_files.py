@@ -32,15 +32,31 @@ def hostile(tmp_path):
     return path, marker
 
 
-def test_hostile_file_as_adapter_is_refused(hostile, tmp_path):
+def test_hostile_pickled_adapter_is_never_read(hostile, tmp_path):
+    """peft writes ``adapter_model.bin`` (a pickle) when safetensors is off, and peft's own loader would unpickle
+    it: a folder holding only that file is refused before anything reads it."""
     path, marker = hostile
+    folder = tmp_path / 'adapter'
+    folder.mkdir()
+    (folder / 'adapter_model.bin').write_bytes(path.read_bytes())
+    (folder / 'adapter_config.json').write_text(json.dumps(dict(r=4, lora_alpha=4, target_modules=['to_q'])))
+    torch.load(str(folder / 'adapter_model.bin'), weights_only=False)  # the control: unpickling it runs code
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(FileNotFoundError, match='missing .*adapter_model.safetensors'):
+        merge_lora_adapter(torch.nn.Sequential(torch.nn.Linear(2, 2)), str(folder), name='x')
+    assert not marker.exists()
+
+
+def test_pickle_renamed_to_safetensors_is_refused_in_one_line(hostile, tmp_path):
+    path, _ = hostile
     folder = tmp_path / 'adapter'
     folder.mkdir()
     (folder / 'adapter_model.safetensors').write_bytes(path.read_bytes())
     (folder / 'adapter_config.json').write_text(json.dumps(dict(r=4, lora_alpha=4, target_modules=['to_q'])))
-    with pytest.raises(ValueError, match='not a readable safetensors file'):
+    with pytest.raises(ValueError, match='not a readable safetensors file') as error:
         merge_lora_adapter(torch.nn.Sequential(torch.nn.Linear(2, 2)), str(folder), name='x')
-    assert not marker.exists()
+    assert '\n' not in str(error.value)
 
 
 def test_hostile_file_as_lpips_weights_is_refused(hostile):
