@@ -28,7 +28,7 @@ def max_differences(a: dict, b: dict) -> dict:
 
 def test_resumed_run_equals_uninterrupted_run_lora_included(train_tool, tmp_path):
     full, part = tmp_path / 'full', tmp_path / 'part'
-    train_tool(TINY_LQ, full, 'train_cfg.max_iters=4', DETERMINISTIC)
+    train_tool(TINY_LQ, full, 'train_cfg.max_iters=3', DETERMINISTIC)
     train_tool(TINY_LQ, part, 'train_cfg.max_iters=2', DETERMINISTIC)
     saved = load_from_local_weights_only(str(part / 'iter_2.pth'))
     ranks = saved['meta']['random_state']['ranks']
@@ -41,18 +41,18 @@ def test_resumed_run_equals_uninterrupted_run_lora_included(train_tool, tmp_path
     control.mkdir()
     shutil.copy(part / 'iter_2.pth', control / 'iter_2.pth')
     (control / 'last_checkpoint').write_text(str(control / 'iter_2.pth'))
-    train_tool(TINY_LQ, part, 'train_cfg.max_iters=4', DETERMINISTIC, resume=True)
-    train_tool(TINY_LQ, control, 'train_cfg.max_iters=4', DETERMINISTIC, 'custom_hooks.2.restore=False', resume=True)
+    train_tool(TINY_LQ, part, 'train_cfg.max_iters=3', DETERMINISTIC, resume=True)
+    train_tool(TINY_LQ, control, 'train_cfg.max_iters=3', DETERMINISTIC, 'custom_hooks.2.restore=False', resume=True)
 
-    uninterrupted = state_dict(full / 'iter_4.pth')
-    resumed = state_dict(part / 'iter_4.pth')
+    uninterrupted = state_dict(full / 'iter_3.pth')
+    resumed = state_dict(part / 'iter_3.pth')
     differences = max_differences(uninterrupted, resumed)
     lora = [k for k in differences if '.lora_' in k]
     assert len(lora) > 100 and any('lora_B.seg' in k for k in lora)
     # exact equality on the CPU, every tensor, LoRA, conv_in, neck and head included
     assert max(differences.values()) == 0.0, {k: v for k, v in differences.items() if v}
 
-    diverged = max_differences(uninterrupted, state_dict(control / 'iter_4.pth'))
+    diverged = max_differences(uninterrupted, state_dict(control / 'iter_3.pth'))
     assert max(diverged[k] for k in lora) > 1e-5
 
 

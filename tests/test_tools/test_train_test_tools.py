@@ -1,7 +1,8 @@
 """End to end: the tiny configs train, save, resume and test through this repo's tools and mmseg's own.
 
-The tools that must work from a fresh interpreter (``custom_imports`` loading the plugin) run as subprocesses;
-the other steps run the same scripts in-process (:func:`tests.conftest.in_process_tool`) to save interpreter starts.
+mmseg's packaged tools run as subprocesses, so a fresh interpreter loads the plugin through the config's
+``custom_imports`` alone; the other steps run their scripts in-process (:func:`tests.conftest.in_process_tool`)
+to save interpreter starts.
 """
 import glob
 import os
@@ -22,8 +23,8 @@ MMSEG_TOOLS = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools')
 def test_train_resume_and_test_through_tools(tmp_path, in_process_tool):
     cfg = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py')
     work_dir = str(tmp_path / 'work')
-    run_tool(repo_path('tools', 'train.py'), cfg, '--work-dir', work_dir, '--cfg-options', 'train_cfg.max_iters=2',
-             *FAST, cwd=str(tmp_path))
+    in_process_tool(repo_path('tools', 'train.py'), cfg, '--work-dir', work_dir, '--cfg-options',
+                    'train_cfg.max_iters=2', *FAST)
     first = osp.join(work_dir, 'iter_2.pth')
     assert osp.isfile(first)
     with torch.serialization.safe_globals(CHECKPOINT_SAFE_GLOBALS):
