@@ -1,4 +1,5 @@
-"""The protocol runner: a smoke run (SegFormer row, 1 iteration) and the update of the docs page's table."""
+"""The protocol runner: a smoke run (SegFormer and RASS rows, 1 iteration, a tiny SD made in seconds), the figure of
+tools/visualize_rass.py on its runs, and the update of the docs page's table."""
 import importlib.util
 import os.path as osp
 
@@ -14,21 +15,39 @@ def load_runner():
     return module
 
 
-def test_smoke_run_writes_the_table_into_the_doc_markers(tmp_path):
+TINY_SD_ARGS = ('--iters 2 --batch-size 2 --crop 32 --ldm-iters 2 --ldm-batch-size 2 --ldm-crop 8')
+
+
+def test_smoke_run_writes_the_table_into_the_doc_markers_and_the_figure_draws(tmp_path):
     doc = tmp_path / '5_protocols.md'
     doc.write_text('# mine\nkeep this\n<!-- protocols:begin -->\nold table\n<!-- protocols:end -->\nand this\n')
-    table = load_runner().main(['--work-dir', str(tmp_path / 'runs'), '--models', 'segformer', '--iters', '1',
-                                '--val-images', '1', '--fps-images', '1', '--doc', str(doc)])
+    common = ['--work-dir', str(tmp_path / 'runs'), '--iters', '1', '--tiny-sd', str(tmp_path / 'tiny_sd')]
+    table = load_runner().main([*common, '--models', 'segformer', 'rass', '--val-images', '1', '--fps-images', '1',
+                                '--doc', str(doc), '--tiny-sd-args', TINY_SD_ARGS])
     rows = [line for line in table.splitlines() if line.startswith('| SegFormer')]
     assert len(rows) == 1
     cells = [c.strip() for c in rows[0].strip('|').split('|')]
     assert all(0 <= float(c) <= 100 for c in cells[1:4])  # DT, R2S, FT mIoU
-    assert cells[4] == '0.44M (0.44M)' and float(cells[5]) > float(cells[6]) > 0  # R2S is slower
+    assert cells[4] == '-' and cells[5] == '0.44M (0.44M)' and float(cells[6]) > float(cells[7]) > 0  # R2S is slower
+    rass = [c.strip() for c in [line for line in table.splitlines() if line.startswith('| RASS')][0].strip('|').split('|')]
+    assert all(0 <= float(c) <= 100 for c in rass[1:5])  # DT, R2S, FT (without SCR), RASS (SCR merged)
+    for name in ('dt_rass', 'ft_rass', 'rass_scr', 'scr'):
+        assert (tmp_path / 'runs' / name / 'iter_1.pth').is_file(), name
+    assert (tmp_path / 'runs' / 'scr' / 'exported_scr_adapter' / 'rass_adapter.json').is_file()
+    assert 'Wall time' in table and 'Tiny SD' in table and 'PSNR on the LQ images' in table
     text = doc.read_text()
     assert text.startswith('# mine\nkeep this\n<!-- protocols:begin -->\n') and text.endswith(
         '<!-- protocols:end -->\nand this\n')
     assert 'old table' not in text and table in text
     assert (tmp_path / 'runs' / 'protocol_table.md').read_text().strip() == table
+    spec = importlib.util.spec_from_file_location('visualize_rass', repo_path('tools', 'visualize_rass.py'))
+    visualize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(visualize)
+    out = tmp_path / 'figure.png'
+    visualize.main([*common, '--num-images', '2', '--out', str(out)])
+    from PIL import Image
+    width, height = Image.open(out).size
+    assert out.stat().st_size < 300_000 and height > width  # 2 images x (a result row + 2 attention rows)
 
 
 def test_doc_without_markers_is_refused_and_left_alone(tmp_path):
