@@ -7,8 +7,9 @@ Reads what tools/run_protocols.py trained in WORK_DIR: ``scr/iter_N.pth`` (the S
 (RASS trained with that SCR adapter merged) and ``scr/exported_scr_adapter``, on the tiny SD folder ``--tiny-sd``.
 The LQ images are those every protocol is tested on (the SCR config's test-mode degradation, seeded per image).
 The attention maps are those L_SCL aligns: the SCR backbone's captured cross-attention layers at SCR's timestep, for
-the inference prompt (all class names), averaged over heads, layers and the tokens of the word, each scaled to its
-own maximum.
+the inference prompt (all class names), averaged over heads, layers and the tokens of the word, each drawn from its
+own minimum to its own maximum; the title gives the share of the map's mass inside the word's ground-truth mask,
+next to the mask's share of the image (a map that ignores where the class is scores the mask's share).
 """
 import argparse
 import os
@@ -61,7 +62,7 @@ def build(config: str, tiny_sd: str, checkpoint: Optional[str], merge_adapters: 
 
 @torch.no_grad()
 def word_maps(scr, inputs: Tensor) -> Tensor:
-    """Cross-attention map (N, K, H, W) of each of the K phrases of the SCR backbone's prompt, each in [0, 1]."""
+    """Cross-attention map (N, K, H, W) of each of the K phrases of the SCR backbone's prompt (probabilities)."""
     backbone = scr.backbone
     phrases = backbone.prompt_source.phrases()
     positions = backbone.encode_prompt(phrases).phrase_token_positions
@@ -74,8 +75,12 @@ def word_maps(scr, inputs: Tensor) -> Tensor:
                  for m in maps.values()]  # (N, L, h, w) each
     tokens = torch.stack(per_layer).mean(0)
     words = torch.stack([tokens[:, p].mean(1) for p in positions], 1)
-    words = F.interpolate(words, size=inputs.shape[-2:], mode='bilinear', align_corners=False)
-    return words / words.flatten(2).amax(-1).clamp_min(1e-12)[..., None, None]
+    return F.interpolate(words, size=inputs.shape[-2:], mode='bilinear', align_corners=False)
+
+
+def in_mask_share(attention: Tensor, mask: Tensor) -> float:
+    """The share of ``attention``'s (H, W) mass that falls inside the boolean ``mask`` (H, W)."""
+    return float((attention * mask).sum() / attention.sum().clamp_min(1e-12))
 
 
 def colorize(labels: Tensor, palette: Sequence[Sequence[int]]) -> np.ndarray:
@@ -117,8 +122,14 @@ def draw(args: argparse.Namespace) -> str:
                      ('RASS prediction', colorize(sample.pred_sem_seg.data[0], palette)),
                      ('ground truth', colorize(gt, palette))])
         for stage, stage_maps in maps.items():
-            rows.append([(f'"{classes[c]}" {stage}', stage_maps[i, c, :height, :width].cpu().numpy())
-                         for c in present[:4]])
+            row = []
+            for c in present[:4]:
+                attention = stage_maps[i, c, :height, :width]
+                share = in_mask_share(attention, gt == c)
+                shown = (attention - attention.min()) / (attention.max() - attention.min()).clamp_min(1e-12)
+                row.append((f'"{classes[c]}" {stage}\n{share:.0%} in mask ({float((gt == c).float().mean()):.0%} '
+                            'area)', shown.cpu().numpy()))
+            rows.append(row)
     columns = max(len(row) for row in rows)
     fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns, 1.75 * len(rows)), dpi=72, squeeze=False)
     for axis_row, row in zip(axes, rows):
