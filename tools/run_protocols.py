@@ -135,11 +135,11 @@ def logged_seconds(work_dir: str) -> Optional[float]:
     if not logs:
         return None
     with open(logs[-1]) as f:
-        stamps = re.findall(r'^(\d\d/\d\d \d\d:\d\d:\d\d) - mmengine', f.read(), flags=re.M)
+        stamps = re.findall(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) - mmengine', f.read(), flags=re.M)
     if len(stamps) < 2:
         return None
-    first, last = (datetime.strptime(stamp, '%m/%d %H:%M:%S') for stamp in (stamps[0], stamps[-1]))
-    return (last - first).total_seconds() % (366 * 86400)
+    first, last = (datetime.strptime(stamp, '%Y/%m/%d %H:%M:%S') for stamp in (stamps[0], stamps[-1]))
+    return (last - first).total_seconds()
 
 
 def prepare_tiny_sd(args: argparse.Namespace) -> Dict[str, str]:
@@ -193,10 +193,25 @@ def test_output(args: argparse.Namespace, config: str, checkpoint: str, options:
 
 def test_miou(args: argparse.Namespace, config: str, checkpoint: str, options: Sequence[str] = (),
               name: Optional[str] = None) -> float:
+    """mIoU of ``checkpoint`` tested with ``config``; reused from WORK_DIR/tests/miou.json while the checkpoint is
+    unchanged (same file size and modification time), so an interrupted table resumes without testing again."""
+    cache_file = osp.join(args.work_dir, 'tests', 'miou.json')
+    key = json.dumps([config, checkpoint, list(options), _common_options(args)])
+    stamp = [os.stat(checkpoint).st_size, os.stat(checkpoint).st_mtime_ns] if osp.isfile(checkpoint) else None
+    cache = {}
+    if osp.isfile(cache_file):
+        with open(cache_file) as f:
+            cache = json.load(f)
+    if key in cache and cache[key]['checkpoint'] == stamp:
+        return cache[key]['mIoU']
     output = test_output(args, config, checkpoint, options, name)
     found = re.findall(r'mIoU: ([0-9.]+)', output)
     if not found:
         raise RuntimeError(f'no mIoU in the output of tools/test.py {config}:\n{output[-2000:]}')
+    cache[key] = dict(mIoU=float(found[-1]), checkpoint=stamp)
+    os.makedirs(osp.dirname(cache_file), exist_ok=True)
+    with open(cache_file, 'w') as f:
+        json.dump(cache, f, indent=1)
     return float(found[-1])
 
 

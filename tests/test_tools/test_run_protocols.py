@@ -73,3 +73,19 @@ def test_the_default_target_is_the_protocols_page_and_the_old_option_name_still_
     assert runner.parse_args(['--readme', 'other.md']).doc == 'other.md'
     assert runner.parse_args(['--no-doc']).doc is None
     assert osp.isfile(runner.DEFAULT_DOC)
+
+
+def test_test_results_are_reused_only_while_the_checkpoint_and_options_are_unchanged(tmp_path, monkeypatch):
+    runner = load_runner()
+    calls = []
+    monkeypatch.setattr(runner, 'test_output', lambda *a, **k: calls.append(a) or 'mIoU: 12.5\n')
+    args = runner.parse_args(['--work-dir', str(tmp_path), '--no-doc'])
+    checkpoint = tmp_path / 'iter_1.pth'
+    checkpoint.write_bytes(b'1')
+    assert runner.test_miou(args, 'a.py', str(checkpoint)) == runner.test_miou(args, 'a.py', str(checkpoint)) == 12.5
+    assert len(calls) == 1
+    checkpoint.write_bytes(b'22')  # retrained
+    runner.test_miou(args, 'a.py', str(checkpoint))
+    runner.test_miou(args, 'a.py', str(checkpoint), ['model.x=1'])
+    runner.test_miou(args, 'b.py', str(checkpoint))
+    assert len(calls) == 4
