@@ -39,7 +39,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--work-dir', default='work_dirs/protocols', help='the runs of tools/run_protocols.py')
     parser.add_argument('--iters', type=int, default=300, help='iteration of the checkpoints to read')
     parser.add_argument('--tiny-sd', default=osp.join(REPO, 'checkpoints', 'tiny-sd-textures'))
-    parser.add_argument('--num-images', type=int, default=3, help='the first N validation images')
+    parser.add_argument('--num-images', type=int, default=3, help='draw the first N validation images')
+    parser.add_argument('--probe-images', type=int, default=20,
+                        help='report the attention share inside the masks over the first N validation images')
     parser.add_argument('--out', default=osp.join(REPO, 'docs', 'en', '_static', 'rass_tiny_sd_textures.png'))
     return parser.parse_args(argv)
 
@@ -105,13 +107,26 @@ def draw(args: argparse.Namespace) -> str:
     before, _ = build(SCR_CONFIG, args.tiny_sd, None)  # the pretrained UNet, SCR LoRA still zero
     rass, _ = build(RASS_CONFIG, args.tiny_sd, osp.join(work, 'rass_scr', f'iter_{args.iters}.pth'), [adapter])
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
-    data = scr.data_preprocessor(pseudo_collate([dataset[i] for i in range(args.num_images)]), False)
+    count = min(max(args.num_images, args.probe_images), len(dataset))
+    data = scr.data_preprocessor(pseudo_collate([dataset[i] for i in range(count)]), False)
     inputs, samples = data['inputs'], data['data_samples']
+    maps = {'before SCR': word_maps(before, inputs), 'after SCR': word_maps(scr, inputs)}
+    classes, palette = dataset.metainfo['classes'], dataset.metainfo['palette']
+    report = []
+    for stage, stage_maps in maps.items():
+        pairs = [(in_mask_share(stage_maps[i, c], sample.gt_sem_seg.data[0] == c),
+                  float((sample.gt_sem_seg.data[0] == c).float().mean()))
+                 for i, sample in enumerate(samples) for c in torch.unique(sample.gt_sem_seg.data[0]).tolist()
+                 if c < len(classes)]
+        spread = stage_maps.flatten(2).std(-1) / stage_maps.flatten(2).mean(-1).clamp_min(1e-12)
+        report.append(f'{stage}: mean share of a word\'s attention inside its mask {np.mean([p[0] for p in pairs]):.3f} '
+                      f'(mean mask area {np.mean([p[1] for p in pairs]):.3f}), spatial std / mean of the maps '
+                      f'{float(spread.mean()):.4f}, mean attention probability of a word token {float(stage_maps.mean()):.4f}')
+    print(f'{count} LQ validation images:\n' + '\n'.join(report))
+    inputs, samples = inputs[:args.num_images], samples[:args.num_images]
     with torch.no_grad():
         restored = scr.restore(inputs)
         predictions = rass.predict(inputs, samples)
-    maps = {'before SCR': word_maps(before, inputs), 'after SCR': word_maps(scr, inputs)}
-    classes, palette = dataset.metainfo['classes'], dataset.metainfo['palette']
     rows: List[list] = []
     for i, sample in enumerate(predictions):
         height, width = sample.img_shape
