@@ -12,6 +12,7 @@ own minimum to its own maximum; the title gives the share of the map's mass insi
 next to the mask's share of the image (a map that ignores where the class is scores the mask's share).
 """
 import argparse
+import io
 import os
 import os.path as osp
 import sys
@@ -25,6 +26,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from mmseg.registry import DATASETS, MODELS
+from PIL import Image
 from torch import Tensor
 
 import rass_mmseg  # noqa: F401  (registers the plugin and the weights-only checkpoint loader)
@@ -155,8 +157,11 @@ def draw(args: argparse.Namespace) -> str:
             axis.set_title(title, fontsize=7)
     fig.tight_layout(pad=0.3)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    fig.savefig(args.out)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format='png')
     plt.close(fig)
+    buffer.seek(0)
+    Image.open(buffer).convert('RGB').quantize(colors=128).save(args.out, optimize=True)  # a small PNG for the docs
     return args.out
 
 
