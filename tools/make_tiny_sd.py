@@ -59,7 +59,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--crop', type=int, default=64, help='side of the random training crops')
     parser.add_argument('--lr', type=float, default=2e-3)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--out', default=None, help='folder to write (default: the config\'s model.backbone.pretrained)')
+    parser.add_argument('--out', default=None,
+                        help='folder to write (default: the config\'s model.backbone.pretrained)')
     ldm = LDMRecipe()
     parser.add_argument('--ldm-iters', type=int, default=ldm.iters, help='latent diffusion iterations of the UNet')
     parser.add_argument('--ldm-batch-size', type=int, default=ldm.batch_size)
@@ -267,7 +268,8 @@ def make_tiny_sd(args: argparse.Namespace) -> str:
         shutil.rmtree(staging, ignore_errors=True)  # our own staging folder, never the user's
         raise
     print(f'wrote {out_dir}: VAE reconstruction {val_psnr:.2f} dB on the validation images, scaling_factor '
-          f'{vae.config.scaling_factor:.4f}; diffusion loss {sum(first) / len(first):.4f} -> {sum(last) / len(last):.4f}; '
+          f'{vae.config.scaling_factor:.4f}; diffusion loss {sum(first) / len(first):.4f} -> '
+          f'{sum(last) / len(last):.4f}; '
           f'validation denoising MSE {before} -> {after}')
     return out_dir
 

@@ -58,7 +58,8 @@ MERGE_SCR = "model.backbone.merge_adapters=['{scr_adapter}']"
 #: their DT checkpoint, the RASS runs from the pretrained SD with a fresh LoRA and head.
 TRAIN_RUNS = {
     'dt_segformer': (cfg('protocols', 'dt-segformer_mit-tiny_1xb4-300it_textures-128x128.py'), []),
-    'ft_segformer': (cfg('protocols', 'ft-segformer_mit-tiny_1xb4-300it_textures-lq-128x128.py'), ['load_from={dt_segformer}']),
+    'ft_segformer': (cfg('protocols', 'ft-segformer_mit-tiny_1xb4-300it_textures-lq-128x128.py'),
+                     ['load_from={dt_segformer}']),
     'dt_mask2former': (cfg('protocols', 'dt-mask2former_mit-tiny_1xb4-300it_textures-128x128.py'), []),
     'ft_mask2former': (cfg('protocols', 'ft-mask2former_mit-tiny_1xb4-300it_textures-lq-128x128.py'),
                        ['load_from={dt_mask2former}']),
@@ -88,7 +89,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--iters', type=int, default=300, help='training iterations of every run')
     parser.add_argument('--val-images', type=int, default=None, help='test on the first N val images only')
     parser.add_argument('--fps-images', type=int, default=20, help='timed images per benchmark round')
-    parser.add_argument('--tiny-sd', default=DEFAULT_TINY_SD, help='the tiny pretrained SD folder (default: %(default)s)')
+    parser.add_argument('--tiny-sd', default=DEFAULT_TINY_SD,
+                        help='the tiny pretrained SD folder (default: %(default)s)')
     parser.add_argument('--tiny-sd-args', default='',
                         help='arguments of tools/make_tiny_sd.py when --tiny-sd holds no finished folder yet')
     doc = parser.add_mutually_exclusive_group()
@@ -250,11 +252,12 @@ def _tiny_sd_summary(folder: str) -> str:
     if not ldm:
         return f'The tiny SD folder {folder} has a trained VAE only (no diffusion pretraining).'
     minutes = (manifest.get('vae_seconds_this_run', 0) + ldm.get('seconds_this_run', 0)) / 60
-    return (f'Tiny SD ({minutes:.1f} min of pretraining in its last run): VAE {recipe["iters"]} iterations ({manifest["vae_val_reconstruction_psnr_db"]:.2f} dB), UNet + '
+    after = ldm['val_denoising_mse_after']
+    return (f'Tiny SD ({minutes:.1f} min of pretraining in its last run): VAE {recipe["iters"]} iterations '
+            f'({manifest["vae_val_reconstruction_psnr_db"]:.2f} dB), UNet + '
             f'text encoder {recipe["ldm"]["iters"]} latent diffusion iterations, loss {ldm["loss_first_100_mean"]:.3f} '
             f'-> {ldm["loss_last_100_mean"]:.3f}; validation denoising MSE with the true / empty / wrong caption '
-            f'{ldm["val_denoising_mse_after"]["true_caption"]:.4f} / {ldm["val_denoising_mse_after"]["empty_caption"]:.4f}'
-            f' / {ldm["val_denoising_mse_after"]["wrong_caption"]:.4f}.')
+            f'{after["true_caption"]:.4f} / {after["empty_caption"]:.4f} / {after["wrong_caption"]:.4f}.')
 
 
 def build_table(args: argparse.Namespace, miou: Dict[str, Dict[str, float]], speed: Dict[str, dict],

@@ -20,7 +20,6 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from PIL import Image
 from torch import Tensor

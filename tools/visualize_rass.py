@@ -33,7 +33,8 @@ import rass_mmseg  # noqa: F401  (registers the plugin and the weights-only chec
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SCR_CONFIG = osp.join(REPO, 'configs', 'scr', 'scr_tiny-sd-textures_1xb4-300it_textures-128x128.py')
-RASS_CONFIG = osp.join(REPO, 'configs', 'rass', 'rass_tiny-sd-textures_segformer-head_1xb4-300it_textures-lq-128x128.py')
+RASS_CONFIG = osp.join(REPO, 'configs', 'rass',
+                       'rass_tiny-sd-textures_segformer-head_1xb4-300it_textures-lq-128x128.py')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -121,9 +122,10 @@ def draw(args: argparse.Namespace) -> str:
                  for i, sample in enumerate(samples) for c in torch.unique(sample.gt_sem_seg.data[0]).tolist()
                  if c < len(classes)]
         spread = stage_maps.flatten(2).std(-1) / stage_maps.flatten(2).mean(-1).clamp_min(1e-12)
-        report.append(f'{stage}: mean share of a word\'s attention inside its mask {np.mean([p[0] for p in pairs]):.3f} '
-                      f'(mean mask area {np.mean([p[1] for p in pairs]):.3f}), spatial std / mean of the maps '
-                      f'{float(spread.mean()):.4f}, mean attention probability of a word token {float(stage_maps.mean()):.4f}')
+        report.append(f'{stage}: mean share of a word\'s attention inside its mask '
+                      f'{np.mean([p[0] for p in pairs]):.3f} (mean mask area {np.mean([p[1] for p in pairs]):.3f}), '
+                      f'spatial std / mean of the maps {float(spread.mean()):.4f}, mean attention probability of a '
+                      f'word token {float(stage_maps.mean()):.4f}')
     print(f'{count} LQ validation images:\n' + '\n'.join(report))
     inputs, samples = inputs[:args.num_images], samples[:args.num_images]
     with torch.no_grad():

@@ -18,7 +18,8 @@ import make_tiny_sd  # noqa: E402
 import tiny_sd_pretraining  # noqa: E402
 
 DEMO_CONFIG = repo_path('configs', 'scr', 'scr_tiny-sd-textures_1xb4-300it_textures-128x128.py')
-FAST = ['--iters', '3', '--batch-size', '2', '--crop', '32', '--ldm-iters', '4', '--ldm-batch-size', '2', '--ldm-crop', '8']
+FAST = ['--iters', '3', '--batch-size', '2', '--crop', '32',
+        '--ldm-iters', '4', '--ldm-batch-size', '2', '--ldm-crop', '8']
 
 
 def small_config(tmp_path) -> str:
@@ -133,9 +134,10 @@ def test_configs_without_the_architecture_are_refused(tmp_path):
 
 
 def test_the_caption_tokens_are_those_of_the_rass_prompt_encoder():
+    from transformers import CLIPTextConfig, CLIPTextModel
+
     from rass_mmseg.models.utils.sd_components import build_byte_level_clip_tokenizer
     from rass_mmseg.models.utils.text_encoding import encode_phrases
-    from transformers import CLIPTextConfig, CLIPTextModel
     cfg = Config.fromfile(DEMO_CONFIG)
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(CLIPTextConfig(**cfg.tiny_sd_architecture.text_encoder)).eval()
@@ -166,9 +168,10 @@ def _held_out_mse(unet, text_encoder, tokenizer, scheduler, latents, captions) -
 
 def test_diffusion_training_lowers_a_held_out_denoising_error():
     from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
     from rass_mmseg.models.backbones.scr_backbone import SD21_BASE_SCHEDULER
     from rass_mmseg.models.utils.sd_components import build_byte_level_clip_tokenizer
-    from transformers import CLIPTextConfig, CLIPTextModel
     cfg = Config.fromfile(DEMO_CONFIG)
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**cfg.tiny_sd_architecture.unet)

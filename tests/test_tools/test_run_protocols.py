@@ -29,7 +29,8 @@ def test_smoke_run_writes_the_table_into_the_doc_markers_and_the_figure_draws(tm
     cells = [c.strip() for c in rows[0].strip('|').split('|')]
     assert all(0 <= float(c) <= 100 for c in cells[1:4])  # DT, R2S, FT mIoU
     assert cells[4] == '-' and cells[5] == '0.44M (0.44M)' and float(cells[6]) > float(cells[7]) > 0  # R2S is slower
-    rass = [c.strip() for c in [line for line in table.splitlines() if line.startswith('| RASS')][0].strip('|').split('|')]
+    rass_row = [line for line in table.splitlines() if line.startswith('| RASS')][0]
+    rass = [c.strip() for c in rass_row.strip('|').split('|')]
     assert all(0 <= float(c) <= 100 for c in rass[1:5])  # DT, R2S, FT (without SCR), RASS (SCR merged)
     for name in ('dt_rass', 'ft_rass', 'rass_scr', 'scr'):
         assert (tmp_path / 'runs' / name / 'iter_1.pth').is_file(), name
