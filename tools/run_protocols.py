@@ -2,22 +2,34 @@
 
     python tools/run_protocols.py [--work-dir work_dirs/protocols] [--doc docs/en/user_guides/5_protocols.md]
 
-Trains (skipping any run whose checkpoint exists): the tiny SegFormer and Mask2Former baselines on clean
-textures (DT) and fine-tuned on degraded ones (FT), the tiny SCR restorer, tiny RASS on clean textures, and
-RASS on degraded textures starting from the merged SCR adapter (the RASS method). Tests every model on the
-same seeded on-the-fly LQ validation set: DT (clean model), R2S (SCR, then the clean model) and FT. Measures
-parameters and FPS with tools/benchmark.py. Writes a markdown table to WORK_DIR/protocol_table.md and between the
-``<!-- protocols:begin -->`` and ``<!-- protocols:end -->`` markers of a docs page (``--doc``, by default
-docs/en/user_guides/5_protocols.md; nothing else in the file is touched; ``--no-doc`` leaves every docs page alone).
-``--iters 2 --val-images 4`` is the smoke version the tests run.
+The whole RASS chain on the tiny pretrained Stable Diffusion (``--tiny-sd``, by default checkpoints/tiny-sd-textures;
+written first by tools/make_tiny_sd.py with ``--tiny-sd-args`` when it holds no finished folder), beside the tiny
+SegFormer and Mask2Former baselines, all through mmseg's tools/train.py and tools/test.py. Trains (skipping any
+run whose checkpoint exists): the baselines on clean textures (DT) and fine-tuned on degraded ones (FT); SCR on the
+tiny SD (L2 + L_SCL, degraded on the fly), whose adapter tools/export_adapter.py exports; the RASS model on clean
+textures (DT), on degraded textures as it is (FT: the ablation "RASS without SCR") and on degraded textures with the
+SCR adapter merged into the UNet (RASS). Tests every model on the same seeded on-the-fly LQ validation images: DT,
+R2S (SCR restores, then the clean model segments), FT and RASS, and the SCR restorer's PSNR. Measures parameters
+and FPS with tools/benchmark.py. Writes a markdown table (with the wall time of every run and the machine) to
+WORK_DIR/protocol_table.md and between the ``<!-- protocols:begin -->`` and ``<!-- protocols:end -->`` markers of a
+docs page (``--doc``, by default docs/en/user_guides/5_protocols.md; nothing else in the file is touched;
+``--no-doc`` leaves every docs page alone). ``--iters 2 --val-images 4`` (and a small ``--tiny-sd-args``) is the
+smoke version the tests run. Configs that read the tiny SD are used through small wrappers in WORK_DIR/configs
+that set its folder.
 """
 import argparse
+import glob
 import importlib.util
+import json
+import os
 import os.path as osp
 import platform
 import re
+import shlex
 import subprocess
 import sys
+import time
+from datetime import datetime
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -26,13 +38,24 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BEGIN, END = '<!-- protocols:begin -->', '<!-- protocols:end -->'
 #: The docs page whose protocol markers receive the table by default.
 DEFAULT_DOC = osp.join(REPO, 'docs', 'en', 'user_guides', '5_protocols.md')
+#: The tiny pretrained SD folder by default, and the config tools/make_tiny_sd.py builds it from.
+DEFAULT_TINY_SD = osp.join(REPO, 'checkpoints', 'tiny-sd-textures')
 
 
 def cfg(*parts: str) -> str:
     return osp.join(REPO, 'configs', *parts)
 
 
-#: name -> (config, extra --cfg-options) of every training run; FT runs start from their DT checkpoint.
+TINY_SD_CONFIG = cfg('scr', 'scr_tiny-sd-textures_1xb4-300it_textures-128x128.py')
+#: Configs that read the tiny pretrained SD (wrapped to read ``--tiny-sd``): name -> (config, has an SCR head).
+SD_CONFIGS = {
+    'scr': (TINY_SD_CONFIG, True),
+    'rass': (cfg('rass', 'rass_tiny-sd-textures_segformer-head_1xb4-300it_textures-128x128.py'), False),
+    'rass_lq': (cfg('rass', 'rass_tiny-sd-textures_segformer-head_1xb4-300it_textures-lq-128x128.py'), False),
+}
+MERGE_SCR = "model.backbone.merge_adapters=['{scr_adapter}']"
+#: name -> (config or {SD config name}, extra --cfg-options) of every training run; baseline FT runs start from
+#: their DT checkpoint, the RASS runs from the pretrained SD with a fresh LoRA and head.
 TRAIN_RUNS = {
     'dt_segformer': (cfg('protocols', 'dt-segformer_mit-tiny_1xb4-300it_textures-128x128.py'), []),
     'ft_segformer': (cfg('protocols', 'ft-segformer_mit-tiny_1xb4-300it_textures-lq-128x128.py'),
@@ -40,22 +63,24 @@ TRAIN_RUNS = {
     'dt_mask2former': (cfg('protocols', 'dt-mask2former_mit-tiny_1xb4-300it_textures-128x128.py'), []),
     'ft_mask2former': (cfg('protocols', 'ft-mask2former_mit-tiny_1xb4-300it_textures-lq-128x128.py'),
                        ['load_from={dt_mask2former}']),
-    'scr': (cfg('scr', 'scr_tiny-sd_1xb4-300it_textures-128x128.py'), []),
-    'dt_rass': (cfg('rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py'), []),
-    'ft_rass': (cfg('rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-lq-128x128.py'),
-                ["model.backbone.merge_adapters=['{scr_adapter}']"]),
+    'scr': ('{scr}', []),
+    'dt_rass': ('{rass}', []),
+    'ft_rass': ('{rass_lq}', []),
+    'rass_scr': ('{rass_lq}', [MERGE_SCR]),
 }
 LQ_TEST = {
     'SegFormer (tiny MiT)': cfg('protocols', 'ft-segformer_mit-tiny_1xb4-300it_textures-lq-128x128.py'),
     'Mask2Former (tiny MiT)': cfg('protocols', 'ft-mask2former_mit-tiny_1xb4-300it_textures-lq-128x128.py'),
-    'RASS (tiny SD)': cfg('rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-lq-128x128.py'),
+    'RASS (pretrained tiny SD)': '{rass_lq}',
 }
 R2S_TEST = {
     'SegFormer (tiny MiT)': cfg('protocols', 'r2s_scr-tiny-sd_segformer-mit-tiny_textures-lq-128x128.py'),
     'Mask2Former (tiny MiT)': cfg('protocols', 'r2s_scr-tiny-sd_mask2former-mit-tiny_textures-lq-128x128.py'),
-    'RASS (tiny SD)': cfg('protocols', 'r2s_scr-tiny-sd_rass-tiny-sd-segformer-head_textures-lq-128x128.py'),
+    'RASS (pretrained tiny SD)': cfg('protocols',
+                                     'r2s_scr-tiny-sd-textures_rass-tiny-sd-textures-segformer-head_textures-lq-128x128.py'),
 }
-RUN_OF = {'SegFormer (tiny MiT)': 'segformer', 'Mask2Former (tiny MiT)': 'mask2former', 'RASS (tiny SD)': 'rass'}
+RUN_OF = {'SegFormer (tiny MiT)': 'segformer', 'Mask2Former (tiny MiT)': 'mask2former',
+          'RASS (pretrained tiny SD)': 'rass'}
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -64,6 +89,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--iters', type=int, default=300, help='training iterations of every run')
     parser.add_argument('--val-images', type=int, default=None, help='test on the first N val images only')
     parser.add_argument('--fps-images', type=int, default=20, help='timed images per benchmark round')
+    parser.add_argument('--tiny-sd', default=DEFAULT_TINY_SD,
+                        help='the tiny pretrained SD folder (default: %(default)s)')
+    parser.add_argument('--tiny-sd-args', default='',
+                        help='arguments of tools/make_tiny_sd.py when --tiny-sd holds no finished folder yet')
     doc = parser.add_mutually_exclusive_group()
     # --readme: the option's former name, kept so that existing commands keep working
     doc.add_argument('--doc', '--readme', dest='doc', default=DEFAULT_DOC, metavar='PATH',
@@ -87,39 +116,104 @@ def _common_options(args: argparse.Namespace) -> List[str]:
     return options
 
 
-def _run(script: str, *arguments: str) -> str:
+TIMES: Dict[str, float] = {}  # wall seconds of every tool call, by run name
+
+
+def _run(script: str, *arguments: str, name: Optional[str] = None) -> str:
     command = [sys.executable, osp.join(REPO, 'tools', script), *arguments]
+    start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
+    if name is not None:
+        TIMES[name] = TIMES.get(name, 0.0) + time.perf_counter() - start
     output = result.stdout + result.stderr
     if result.returncode != 0:
         raise RuntimeError(f'{" ".join(command)} failed:\n{output[-3000:]}')
     return output
 
 
-def train_all(args: argparse.Namespace) -> Dict[str, str]:
-    """Train every run (skipping finished ones); returns name -> checkpoint, plus the SCR adapter folder."""
+def logged_seconds(work_dir: str) -> Optional[float]:
+    """Seconds between the first and the last timestamp of the newest mmengine log in ``work_dir`` (a reused run)."""
+    logs = sorted(glob.glob(osp.join(work_dir, '*', '*.log')))
+    if not logs:
+        return None
+    with open(logs[-1]) as f:
+        stamps = re.findall(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) - mmengine', f.read(), flags=re.M)
+    if len(stamps) < 2:
+        return None
+    first, last = (datetime.strptime(stamp, '%Y/%m/%d %H:%M:%S') for stamp in (stamps[0], stamps[-1]))
+    return (last - first).total_seconds()
+
+
+def prepare_tiny_sd(args: argparse.Namespace) -> Dict[str, str]:
+    """Make the tiny SD folder when it is not finished; write the wrapper configs that read it (name -> path)."""
+    if not osp.isfile(osp.join(args.tiny_sd, 'rass_tiny_sd.json')):
+        print(f'[make_tiny_sd] {args.tiny_sd}', flush=True)
+        _run('make_tiny_sd.py', TINY_SD_CONFIG, '--out', args.tiny_sd, *shlex.split(args.tiny_sd_args),
+             name='make_tiny_sd')
+    folder = osp.join(args.work_dir, 'configs')
+    os.makedirs(folder, exist_ok=True)
+    wrappers = {}
+    for name, (config, has_scr_head) in SD_CONFIGS.items():
+        head = f', decode_head=dict(pretrained={args.tiny_sd!r})' if has_scr_head else ''
+        wrappers[name] = osp.join(folder, f'{name}.py')
+        with open(wrappers[name], 'w') as f:
+            f.write(f'# {osp.relpath(config, REPO)} on the tiny SD folder {args.tiny_sd} (written by run_protocols)\n'
+                    f'_base_ = [{config!r}]\nmodel = dict(backbone=dict(pretrained={args.tiny_sd!r}){head})\n')
+    return wrappers
+
+
+def train_all(args: argparse.Namespace, wrappers: Dict[str, str]) -> Dict[str, str]:
+    """Train every run (skipping finished ones); returns name -> checkpoint, plus the exported SCR adapter."""
     paths: Dict[str, str] = {}
     for name, (config, extra) in TRAIN_RUNS.items():
-        if name != 'scr' and name.split('_', 1)[1] not in args.models:
+        if name != 'scr' and name.split('_')[-1] not in args.models and name.split('_')[0] not in args.models:
             continue
+        config = config.format(**wrappers)
         work_dir = osp.join(args.work_dir, name)
         checkpoint = osp.join(work_dir, f'iter_{args.iters}.pth')
         if not osp.isfile(checkpoint):
             options = [o.format(**paths) for o in extra]
             print(f'[train] {name}: {osp.relpath(config, REPO)}', flush=True)
-            _run('train.py', config, '--work-dir', work_dir, '--cfg-options', *_common_options(args), *options)
+            _run('train.py', config, '--work-dir', work_dir, '--cfg-options', *_common_options(args), *options,
+                 name=name)
+        elif name not in TIMES and logged_seconds(work_dir) is not None:
+            TIMES[f'{name} (reused)'] = logged_seconds(work_dir)
         paths[name] = checkpoint
         if name == 'scr':
-            paths['scr_adapter'] = osp.join(work_dir, f'scr_adapter_iter_{args.iters}')
+            paths['scr_adapter'] = osp.join(work_dir, 'exported_scr_adapter')
+            if not osp.isfile(osp.join(paths['scr_adapter'], 'rass_adapter.json')):
+                print('[export_adapter] scr', flush=True)
+                _run('export_adapter.py', config, checkpoint, paths['scr_adapter'], name='export_adapter')
     return paths
 
 
-def test_miou(args: argparse.Namespace, config: str, checkpoint: str, options: Sequence[str] = ()) -> float:
-    output = _run('test.py', config, checkpoint, '--work-dir', osp.join(args.work_dir, 'tests'), '--cfg-options',
-                  *_common_options(args), *options)
+def test_output(args: argparse.Namespace, config: str, checkpoint: str, options: Sequence[str] = (),
+                name: Optional[str] = None) -> str:
+    return _run('test.py', config, checkpoint, '--work-dir', osp.join(args.work_dir, 'tests'), '--cfg-options',
+                *_common_options(args), *options, name=name)
+
+
+def test_miou(args: argparse.Namespace, config: str, checkpoint: str, options: Sequence[str] = (),
+              name: Optional[str] = None) -> float:
+    """mIoU of ``checkpoint`` tested with ``config``; reused from WORK_DIR/tests/miou.json while the checkpoint is
+    unchanged (same file size and modification time), so an interrupted table resumes without testing again."""
+    cache_file = osp.join(args.work_dir, 'tests', 'miou.json')
+    key = json.dumps([config, checkpoint, list(options), _common_options(args)])
+    stamp = [os.stat(checkpoint).st_size, os.stat(checkpoint).st_mtime_ns] if osp.isfile(checkpoint) else None
+    cache = {}
+    if osp.isfile(cache_file):
+        with open(cache_file) as f:
+            cache = json.load(f)
+    if key in cache and cache[key]['checkpoint'] == stamp:
+        return cache[key]['mIoU']
+    output = test_output(args, config, checkpoint, options, name)
     found = re.findall(r'mIoU: ([0-9.]+)', output)
     if not found:
         raise RuntimeError(f'no mIoU in the output of tools/test.py {config}:\n{output[-2000:]}')
+    cache[key] = dict(mIoU=float(found[-1]), checkpoint=stamp)
+    os.makedirs(osp.dirname(cache_file), exist_ok=True)
+    with open(cache_file, 'w') as f:
+        json.dump(cache, f, indent=1)
     return float(found[-1])
 
 
@@ -130,34 +224,65 @@ def _benchmark_module():
     return module
 
 
-def measure(args: argparse.Namespace) -> Dict[str, dict]:
+def _r2s_options(label: str, wrappers: Dict[str, str]) -> List[str]:
+    options = [f'model.restorer={wrappers["scr"]}']
+    return options + ([f'model.segmentor={wrappers["rass"]}'] if RUN_OF[label] == 'rass' else [])
+
+
+def measure(args: argparse.Namespace, wrappers: Dict[str, str]) -> Dict[str, dict]:
     """Params and FPS (128x128, CPU) of each clean model and of its R2S pipeline, measured side by side."""
     benchmark = _benchmark_module()
     results = {}
     for label, r2s in R2S_TEST.items():
         if RUN_OF[label] not in args.models:
             continue
-        clean = TRAIN_RUNS[f'dt_{RUN_OF[label]}'][0]
+        clean = TRAIN_RUNS[f'dt_{RUN_OF[label]}'][0].format(**wrappers)
         argv = [clean, '--compare', r2s, '--shape', '128', '128', '--num-images', str(args.fps_images),
                 '--rounds', '3', '--warmup', '2', '--compare-cfg-options', 'model.restorer_checkpoint=None',
-                'model.segmentor_checkpoint=None']
+                'model.segmentor_checkpoint=None', *_r2s_options(label, wrappers)]
         single, pipeline = benchmark.main(argv)
         results[label] = dict(single=single, r2s=pipeline)
     return results
 
 
-def build_table(args: argparse.Namespace, miou: Dict[str, Dict[str, float]], speed: Dict[str, dict]) -> str:
-    machine = (f'{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}, '
-               f'{args.iters} training iterations per run')
+def _tiny_sd_summary(folder: str) -> str:
+    with open(osp.join(folder, 'rass_tiny_sd.json')) as f:
+        manifest = json.load(f)
+    ldm, recipe = manifest.get('ldm', {}), manifest['recipe']
+    if not ldm:
+        return f'The tiny SD folder {folder} has a trained VAE only (no diffusion pretraining).'
+    minutes = (manifest.get('vae_seconds_this_run', 0) + ldm.get('seconds_this_run', 0)) / 60
+    after = ldm['val_denoising_mse_after']
+    return (f'Tiny SD ({minutes:.1f} min of pretraining in its last run): VAE {recipe["iters"]} iterations '
+            f'({manifest["vae_val_reconstruction_psnr_db"]:.2f} dB), UNet + '
+            f'text encoder {recipe["ldm"]["iters"]} latent diffusion iterations, loss {ldm["loss_first_100_mean"]:.3f} '
+            f'-> {ldm["loss_last_100_mean"]:.3f}; validation denoising MSE with the true / empty / wrong caption '
+            f'{after["true_caption"]:.4f} / {after["empty_caption"]:.4f} / {after["wrong_caption"]:.4f}.')
+
+
+def build_table(args: argparse.Namespace, miou: Dict[str, Dict[str, float]], speed: Dict[str, dict],
+                psnr: Dict[str, float], wall: float) -> str:
+    machine = (f'{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch '
+               f'{torch.__version__}, {args.iters} training iterations per run')
     lines = [f'Tiny protocol on the embedded textures ({machine}); mIoU on the 20 seeded LQ validation images'
              f'{f" (first {args.val_images})" if args.val_images else ""}, FPS at 128x128:', '',
-             '| model | DT | R2S | FT | params (trainable) | FPS | R2S FPS |', '|---|---|---|---|---|---|---|']
+             '| model | DT | R2S | FT | RASS (FT, SCR merged) | params (trainable) | FPS | R2S FPS |',
+             '|---|---|---|---|---|---|---|---|']
     for label, scores in miou.items():
         single, r2s = speed[label]['single'], speed[label]['r2s']
-        lines.append(f'| {label} | {scores["DT"]:.2f} | {scores["R2S"]:.2f} | {scores["FT"]:.2f} | '
+        rass = f'{scores["RASS"]:.2f}' if 'RASS' in scores else '-'
+        lines.append(f'| {label} | {scores["DT"]:.2f} | {scores["R2S"]:.2f} | {scores["FT"]:.2f} | {rass} | '
                      f'{single["total"] / 1e6:.2f}M ({single["trainable"] / 1e6:.2f}M) | {single["fps"]:.1f} | '
                      f'{r2s["fps"]:.1f} |')
-    lines += ['', 'RASS FT starts from the merged SCR adapter (the RASS method); R2S uses the tiny SCR restorer.']
+    nan = float('nan')
+    times = ', '.join(f'{name} {seconds / 60:.1f}' for name, seconds in TIMES.items())
+    lines += ['', 'R2S restores with the SCR restorer trained on the pretrained tiny SD (L2 + L_SCL); its PSNR on the '
+              f'LQ images: {psnr.get("psnr_rgb", nan):.2f} dB, SSIM {psnr.get("ssim_rgb", nan):.3f} (the LQ images: '
+              f'{psnr.get("lq_psnr_rgb", nan):.2f} dB, {psnr.get("lq_ssim_rgb", nan):.3f}). '
+              'RASS FT trains the RASS model on degraded textures as it is (the ablation "RASS without SCR"); '
+              'RASS (FT, SCR merged) trains it with the SCR adapter merged into the UNet (the RASS method). '
+              'Baseline FT runs start from their DT checkpoint.', '', _tiny_sd_summary(args.tiny_sd), '',
+              f'Wall time {wall / 60:.1f} min in this call (minutes per tool call: {times or "all runs reused"}).']
     return '\n'.join(lines)
 
 
@@ -180,24 +305,34 @@ def update_doc(doc: str, table: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> str:
+    start = time.perf_counter()
     args = parse_args(argv)
-    args.work_dir = osp.abspath(args.work_dir)
+    args.work_dir, args.tiny_sd = osp.abspath(args.work_dir), osp.abspath(args.tiny_sd)
     if args.doc:
         read_doc(args.doc)  # a page without markers is refused before any training, not after
-    paths = train_all(args)
+    TIMES.clear()
+    wrappers = prepare_tiny_sd(args)
+    paths = train_all(args, wrappers)
     miou: Dict[str, Dict[str, float]] = {}
     for label, lq_config in LQ_TEST.items():
         run = RUN_OF[label]
         if run not in args.models:
             continue
-        ft_options = [f"model.backbone.merge_adapters=['{paths['scr_adapter']}']"] if run == 'rass' else []
+        lq_config = lq_config.format(**wrappers)
         print(f'[test] {label}', flush=True)
         miou[label] = dict(
-            DT=test_miou(args, lq_config, paths[f'dt_{run}']),
+            DT=test_miou(args, lq_config, paths[f'dt_{run}'], name='tests'),
             R2S=test_miou(args, R2S_TEST[label], paths[f'dt_{run}'],
-                          [f'model.restorer_checkpoint={paths["scr"]}', 'model.segmentor_checkpoint=None']),
-            FT=test_miou(args, lq_config, paths[f'ft_{run}'], ft_options))
-    table = build_table(args, miou, measure(args))
+                          [f'model.restorer_checkpoint={paths["scr"]}', 'model.segmentor_checkpoint=None',
+                           *_r2s_options(label, wrappers)], name='tests'),
+            FT=test_miou(args, lq_config, paths[f'ft_{run}'], name='tests'))
+        if run == 'rass':
+            miou[label]['RASS'] = test_miou(args, lq_config, paths['rass_scr'], [MERGE_SCR.format(**paths)],
+                                            name='tests')
+    output = test_output(args, wrappers['scr'], paths['scr'], name='tests')
+    psnr = {key: float(value) for key, value in re.findall(r'\b((?:lq_)?(?:psnr|ssim)_rgb): ([0-9.]+)', output)}
+    speed = measure(args, wrappers)
+    table = build_table(args, miou, speed, psnr, time.perf_counter() - start)
     with open(osp.join(args.work_dir, 'protocol_table.md'), 'w') as f:
         f.write(table + '\n')
     if args.doc:

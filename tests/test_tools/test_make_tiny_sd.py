@@ -1,9 +1,9 @@
 """tools/make_tiny_sd.py: a complete diffusers folder the SCR demo config loads, reused or refused, never
-overwritten."""
+overwritten; its latent diffusion pretraining (tools/tiny_sd_pretraining.py) learns, and resumes to the
+uninterrupted result."""
 import json
 import os
 import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -11,13 +11,14 @@ from diffusers import AutoencoderKL
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
-from tests.utils import repo_path
+from tests.utils import load_tool, repo_path
 
-sys.path.insert(0, repo_path('tools'))
-import make_tiny_sd  # noqa: E402
+make_tiny_sd = load_tool('make_tiny_sd')
+tiny_sd_pretraining = load_tool('tiny_sd_pretraining')
 
 DEMO_CONFIG = repo_path('configs', 'scr', 'scr_tiny-sd-textures_1xb4-300it_textures-128x128.py')
-FAST = ['--iters', '3', '--batch-size', '2', '--crop', '32']
+FAST = ['--iters', '3', '--batch-size', '2', '--crop', '32',
+        '--ldm-iters', '4', '--ldm-batch-size', '2', '--ldm-crop', '8']
 
 
 def small_config(tmp_path) -> str:
@@ -45,8 +46,15 @@ def test_folder_is_complete_and_the_scr_demo_builds_from_it(made):
     folder = tmp_path / 'tiny_sd'
     for name in ('vae/config.json', 'vae/diffusion_pytorch_model.safetensors', 'unet/config.json',
                  'text_encoder/config.json', 'scheduler/scheduler_config.json',
-                 'rass_tiny_sd.json'):
+                 'rass_tiny_sd.json', 'unet/diffusion_pytorch_model.safetensors', 'diagnostics/ldm_loss.csv',
+                 'diagnostics/ldm_loss.png', 'diagnostics/x0_reconstructions.png'):
         assert (folder / name).is_file(), name
+    assert not (folder / 'ldm_state.pth').exists()  # the resumable state stays out of the finished folder
+    manifest = json.loads((folder / 'rass_tiny_sd.json').read_text())
+    assert manifest['recipe']['ldm']['iters'] == 4 and manifest['recipe']['ldm']['train_text_encoder']
+    assert set(manifest['ldm']['val_denoising_mse_after']) == {'true_caption', 'empty_caption', 'wrong_caption'}
+    rows = (folder / 'diagnostics' / 'ldm_loss.csv').read_text().splitlines()
+    assert rows[0].startswith('iteration,loss') and len(rows) == 1 + 4
     assert any((folder / 'tokenizer' / name).is_file() for name in ('vocab.json', 'tokenizer.json'))
     assert not [name for name in os.listdir(tmp_path) if 'partial' in name]  # the staging folder was renamed
     cfg = Config.fromfile(config)
@@ -76,6 +84,8 @@ def test_same_recipe_is_reused_and_another_is_refused_without_writing(made, caps
     assert 'reused' in capsys.readouterr().out
     with pytest.raises(SystemExit, match='is not this recipe\'s tiny SD folder'):
         make_tiny_sd.main([config, *FAST[:1], '4', *FAST[2:]])
+    with pytest.raises(SystemExit, match='is not this recipe\'s tiny SD folder'):
+        make_tiny_sd.main([config, *FAST, '--ldm-iters', '5'])
     assert (weights.stat().st_mtime_ns, weights.read_bytes()) == before
 
 
@@ -120,3 +130,81 @@ def test_configs_without_the_architecture_are_refused(tmp_path):
     with pytest.raises(SystemExit, match='needs tiny_sd_architecture'):
         make_tiny_sd.main([repo_path('configs', 'scr', 'scr_tiny-sd_1xb4-300it_textures-128x128.py')])
     assert not osp.exists(tmp_path / 'tiny_sd')
+
+
+def test_the_caption_tokens_are_those_of_the_rass_prompt_encoder():
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from rass_mmseg.models.utils.sd_components import build_byte_level_clip_tokenizer
+    from rass_mmseg.models.utils.text_encoding import encode_phrases
+    cfg = Config.fromfile(DEMO_CONFIG)
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**cfg.tiny_sd_architecture.text_encoder)).eval()
+    tokenizer = build_byte_level_clip_tokenizer(77)
+    for phrases in (['brick', 'grass', 'cloud'], ['text'], ['']):
+        ids = torch.tensor([tiny_sd_pretraining.caption_token_ids(phrases, tokenizer)])
+        with torch.no_grad():
+            ours = text_encoder(ids)[0]
+        assert torch.equal(ours, encode_phrases(phrases, tokenizer, text_encoder).embeddings), phrases
+    labels = torch.tensor([[[0, 0], [7, 255]], [[3, 3], [3, 3]]])
+    assert tiny_sd_pretraining.captions_of(labels, ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']) == [['a', 'h'], ['d']]
+
+
+def _held_out_mse(unet, text_encoder, tokenizer, scheduler, latents, captions) -> float:
+    """Epsilon MSE computed here from the schedule's alphas (not with the code under test's noising)."""
+    generator = torch.Generator().manual_seed(123)
+    ids = torch.tensor([tiny_sd_pretraining.caption_token_ids(c, tokenizer) for c in captions])
+    errors = []
+    with torch.no_grad():
+        for t in (50, 250, 500, 750):
+            noise = torch.randn(latents.shape, generator=generator)
+            alpha = scheduler.alphas_cumprod[t]
+            noisy = alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
+            steps = torch.full((len(latents), ), t)
+            errors.append(float((unet(noisy, steps, text_encoder(ids)[0]).sample - noise).pow(2).mean()))
+    return sum(errors) / len(errors)
+
+
+def test_diffusion_training_lowers_a_held_out_denoising_error():
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from rass_mmseg.models.backbones.scr_backbone import SD21_BASE_SCHEDULER
+    from rass_mmseg.models.utils.sd_components import build_byte_level_clip_tokenizer
+    cfg = Config.fromfile(DEMO_CONFIG)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**cfg.tiny_sd_architecture.unet)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**cfg.tiny_sd_architecture.text_encoder))
+    tokenizer, scheduler = build_byte_level_clip_tokenizer(77), DDPMScheduler(**SD21_BASE_SCHEDULER)
+    # latents: two classes with their own constant codes, split left/right at a random column
+    codes = torch.randn(2, 12, 1, 1)
+    labels = torch.zeros(16, 16, 16, dtype=torch.long)
+    for i in range(16):
+        labels[i, :, (i % 7) * 2 + 2:] = 1
+    latents = torch.where(labels[:, None, ::2, ::2] == 0, codes[0], codes[1])
+    names = ['brick', 'grass']
+    before = _held_out_mse(unet, text_encoder, tokenizer, scheduler, latents[:4],
+                           tiny_sd_pretraining.captions_of(labels[:4], names))
+    recipe = tiny_sd_pretraining.LDMRecipe(iters=40, batch_size=4, crop=8, lr=2e-3, warmup=5, seed=0)
+    history = tiny_sd_pretraining.train_ldm(unet, text_encoder, tokenizer, scheduler, latents, labels, names, recipe)
+    after = _held_out_mse(unet, text_encoder, tokenizer, scheduler, latents[:4],
+                          tiny_sd_pretraining.captions_of(labels[:4], names))
+    assert len(history) == 40 and after < 0.7 * before, (before, after)
+    assert not any(p.requires_grad for p in unet.parameters())  # handed back frozen, in eval mode
+    assert not unet.training and not text_encoder.training
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, capsys):
+    config = small_config(tmp_path)
+    recipe = [*FAST[:7], '5', *FAST[8:], '--save-every', '2']
+    make_tiny_sd.main([config, *recipe, '--out', str(tmp_path / 'straight')])
+    make_tiny_sd.main([config, *recipe, '--out', str(tmp_path / 'resumed'), '--stop-after', '3'])
+    assert 'stopped after 3 of 5' in capsys.readouterr().out
+    assert not (tmp_path / 'resumed').exists()
+    staging = [p for p in tmp_path.iterdir() if p.name.startswith('resumed.partial-')]
+    assert len(staging) == 1 and (staging[0] / 'ldm_state.pth').is_file() and (staging[0] / 'vae').is_dir()
+    make_tiny_sd.main([config, *recipe, '--out', str(tmp_path / 'resumed')])
+    assert 'resuming from' in capsys.readouterr().out and not staging[0].exists()
+    for name in ('vae/diffusion_pytorch_model.safetensors', 'unet/diffusion_pytorch_model.safetensors',
+                 'text_encoder/model.safetensors', 'diagnostics/ldm_loss.csv'):
+        assert (tmp_path / 'straight' / name).read_bytes() == (tmp_path / 'resumed' / name).read_bytes(), name

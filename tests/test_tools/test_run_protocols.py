@@ -1,34 +1,82 @@
-"""The protocol runner: a smoke run (SegFormer row, 1 iteration) and the update of the docs page's table."""
-import importlib.util
+"""The protocol runner: a smoke run (SegFormer and RASS rows, 1 iteration, a tiny SD made in seconds), the figure of
+tools/visualize_rass.py on its runs, and the update of the docs page's table."""
+import contextlib
+import io
 import os.path as osp
+import runpy
+import sys
 
 import pytest
 
-from tests.utils import repo_path
+from tests.utils import link_textures, load_tool, repo_path, run_in_process
 
 
 def load_runner():
-    spec = importlib.util.spec_from_file_location('run_protocols', repo_path('tools', 'run_protocols.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('run_protocols')
 
 
-def test_smoke_run_writes_the_table_into_the_doc_markers(tmp_path):
+@pytest.fixture
+def tools_in_process(monkeypatch, tmp_path):
+    """The runner's tool calls (``_run``: ``python tools/SCRIPT ARGS`` in a subprocess) run the same scripts in this
+    process, their output captured as the subprocess's would be: about 20 tool calls, each saving an interpreter
+    start. ``test_a_failing_tool_call_names_the_command`` checks the subprocess path itself."""
+    runner = load_runner()
+    monkeypatch.chdir(tmp_path)  # the configs' relative data/textures: one shared copy linked here
+    link_textures(str(tmp_path))
+
+    def run(script, *arguments, name=None):
+        path = repo_path('tools', script)
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            if '--cfg-options' in arguments:
+                run_in_process(path, *arguments, cwd=str(tmp_path))
+            else:
+                saved = list(sys.argv)
+                sys.argv = [path, *arguments]
+                try:
+                    runpy.run_path(path, run_name='__main__')
+                finally:
+                    sys.argv = saved
+        if name is not None:
+            runner.TIMES[name] = runner.TIMES.get(name, 0.0) + 1.0
+        return output.getvalue()
+
+    monkeypatch.setattr(runner, '_run', run)
+    return runner
+
+
+TINY_SD_ARGS = ('--iters 2 --batch-size 2 --crop 32 --ldm-iters 2 --ldm-batch-size 2 --ldm-crop 8')
+
+
+def test_smoke_run_writes_the_table_into_the_doc_markers_and_the_figure_draws(tmp_path, tools_in_process):
     doc = tmp_path / '5_protocols.md'
     doc.write_text('# mine\nkeep this\n<!-- protocols:begin -->\nold table\n<!-- protocols:end -->\nand this\n')
-    table = load_runner().main(['--work-dir', str(tmp_path / 'runs'), '--models', 'segformer', '--iters', '1',
-                                '--val-images', '1', '--fps-images', '1', '--doc', str(doc)])
+    common = ['--work-dir', str(tmp_path / 'runs'), '--iters', '1', '--tiny-sd', str(tmp_path / 'tiny_sd')]
+    table = tools_in_process.main([*common, '--models', 'segformer', 'rass', '--val-images', '1', '--fps-images', '1',
+                                '--doc', str(doc), '--tiny-sd-args', TINY_SD_ARGS])
     rows = [line for line in table.splitlines() if line.startswith('| SegFormer')]
     assert len(rows) == 1
     cells = [c.strip() for c in rows[0].strip('|').split('|')]
     assert all(0 <= float(c) <= 100 for c in cells[1:4])  # DT, R2S, FT mIoU
-    assert cells[4] == '0.44M (0.44M)' and float(cells[5]) > float(cells[6]) > 0  # R2S is slower
+    assert cells[4] == '-' and cells[5] == '0.44M (0.44M)' and float(cells[6]) > float(cells[7]) > 0  # R2S is slower
+    rass_row = [line for line in table.splitlines() if line.startswith('| RASS')][0]
+    rass = [c.strip() for c in rass_row.strip('|').split('|')]
+    assert all(0 <= float(c) <= 100 for c in rass[1:5])  # DT, R2S, FT (without SCR), RASS (SCR merged)
+    for name in ('dt_rass', 'ft_rass', 'rass_scr', 'scr'):
+        assert (tmp_path / 'runs' / name / 'iter_1.pth').is_file(), name
+    assert (tmp_path / 'runs' / 'scr' / 'exported_scr_adapter' / 'rass_adapter.json').is_file()
+    assert 'Wall time' in table and 'Tiny SD' in table and 'PSNR on the LQ images' in table
     text = doc.read_text()
     assert text.startswith('# mine\nkeep this\n<!-- protocols:begin -->\n') and text.endswith(
         '<!-- protocols:end -->\nand this\n')
     assert 'old table' not in text and table in text
     assert (tmp_path / 'runs' / 'protocol_table.md').read_text().strip() == table
+    visualize = load_tool('visualize_rass')
+    out = tmp_path / 'figure.png'
+    visualize.main([*common, '--num-images', '2', '--out', str(out)])
+    from PIL import Image
+    width, height = Image.open(out).size
+    assert out.stat().st_size < 300_000 and height > width  # 2 images x (a result row + 2 attention rows)
 
 
 def test_doc_without_markers_is_refused_and_left_alone(tmp_path):
@@ -54,3 +102,24 @@ def test_the_default_target_is_the_protocols_page_and_the_old_option_name_still_
     assert runner.parse_args(['--readme', 'other.md']).doc == 'other.md'
     assert runner.parse_args(['--no-doc']).doc is None
     assert osp.isfile(runner.DEFAULT_DOC)
+
+
+def test_test_results_are_reused_only_while_the_checkpoint_and_options_are_unchanged(tmp_path, monkeypatch):
+    runner = load_runner()
+    calls = []
+    monkeypatch.setattr(runner, 'test_output', lambda *a, **k: calls.append(a) or 'mIoU: 12.5\n')
+    args = runner.parse_args(['--work-dir', str(tmp_path), '--no-doc'])
+    checkpoint = tmp_path / 'iter_1.pth'
+    checkpoint.write_bytes(b'1')
+    assert runner.test_miou(args, 'a.py', str(checkpoint)) == runner.test_miou(args, 'a.py', str(checkpoint)) == 12.5
+    assert len(calls) == 1
+    checkpoint.write_bytes(b'22')  # retrained
+    runner.test_miou(args, 'a.py', str(checkpoint))
+    runner.test_miou(args, 'a.py', str(checkpoint), ['model.x=1'])
+    runner.test_miou(args, 'b.py', str(checkpoint))
+    assert len(calls) == 4
+
+
+def test_a_failing_tool_call_names_the_command():
+    with pytest.raises(RuntimeError, match=r'tools/no_such_tool\.py --flag failed:\n.*No such file'):
+        load_runner()._run('no_such_tool.py', '--flag')
