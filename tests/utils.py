@@ -43,6 +43,12 @@ FAST_TOOLS = ['train_dataloader.num_workers=0', 'train_dataloader.persistent_wor
               'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2', 'train_cfg.val_interval=1000']
 
 
+def needs_made_tiny_sd(config: str) -> bool:
+    """Whether ``config`` reads ``checkpoints/tiny-sd-textures``, the folder ``tools/make_tiny_sd.py`` trains (absent
+    from a fresh clone; tests/test_tools/test_make_tiny_sd.py builds these configs from a folder it makes)."""
+    return 'tiny-sd-textures' in osp.basename(config)
+
+
 def repo_path(*parts: str) -> str:
     """A path inside the repository."""
     return osp.join(REPO, *parts)

@@ -28,14 +28,14 @@ from PIL import Image
 
 from rass_mmseg.datasets import generate_texture_dataset
 from rass_mmseg.datasets.texture_generator import CLASSES, PALETTE
-from tests.utils import REPO, repo_path
+from tests.utils import REPO, needs_made_tiny_sd, repo_path
 
 SIZE = 128
-# Runnable without weights: the tiny configs, except the one that needs tools/make_tiny_sd.py's trained SD folder.
-NEEDS_TRAINED_SD = {'scr_tiny-sd-textures_1xb4-300it_textures-128x128.py'}
-TINY = sorted(path for folder in ('rass', 'scr', 'protocols')
-              for path in glob.glob(repo_path('configs', folder, '*.py'))
-              if 'tiny' in osp.basename(path) and osp.basename(path) not in NEEDS_TRAINED_SD)
+# Runnable without weights: the tiny configs, except those that need tools/make_tiny_sd.py's trained SD folder.
+ALL_TINY = sorted(path for folder in ('rass', 'scr', 'protocols')
+                  for path in glob.glob(repo_path('configs', folder, '*.py')) if 'tiny' in osp.basename(path))
+NEEDS_TRAINED_SD = {osp.basename(path): path for path in ALL_TINY if needs_made_tiny_sd(path)}
+TINY = [path for path in ALL_TINY if not needs_made_tiny_sd(path)]
 SEGMENTORS = [path for path in TINY if not osp.basename(path).startswith('scr_')]
 RESTORERS = [path for path in TINY if osp.basename(path).startswith('scr_')]
 # R2S configs load their sub-models' training checkpoints at construction; the random checkpoint holds both.
@@ -164,7 +164,12 @@ def test_inferencer_in_a_fresh_process_loads_the_plugin_from_custom_imports(imag
 
 def test_the_excluded_configs_are_the_ones_that_need_trained_weights():
     names = {osp.basename(path) for path in TINY}
-    for name in NEEDS_TRAINED_SD:
-        assert osp.isfile(repo_path('configs', 'scr', name)) and name not in names
-        assert Config.fromfile(repo_path('configs', 'scr', name)).model.backbone.pretrained  # a trained SD folder
+    assert len(NEEDS_TRAINED_SD) == 4  # the SCR demo, RASS clean and LQ, their R2S
+    for name, path in NEEDS_TRAINED_SD.items():
+        assert name not in names
+        model = Config.fromfile(path).model
+        if model.type == 'RestoreThenSegment':
+            assert needs_made_tiny_sd(model.restorer) and needs_made_tiny_sd(model.segmentor)
+        else:
+            assert model.backbone.pretrained == 'checkpoints/tiny-sd-textures'
     assert len(SEGMENTORS) >= 10 and len(RESTORERS) >= 1

@@ -1,6 +1,7 @@
 """tools/make_tiny_sd.py: a complete diffusers folder the SCR demo config loads, reused or refused, never
 overwritten; its latent diffusion pretraining (tools/tiny_sd_pretraining.py) learns, and resumes to the
 uninterrupted result."""
+import glob
 import json
 import os
 import os.path as osp
@@ -10,8 +11,9 @@ import torch
 from diffusers import AutoencoderKL
 from mmengine.config import Config
 from mmseg.registry import MODELS
+from safetensors.torch import load_file
 
-from tests.utils import load_tool, repo_path
+from tests.utils import load_tool, needs_made_tiny_sd, repo_path
 
 make_tiny_sd = load_tool('make_tiny_sd')
 tiny_sd_pretraining = load_tool('tiny_sd_pretraining')
@@ -63,6 +65,29 @@ def test_folder_is_complete_and_the_scr_demo_builds_from_it(made):
     assert model.backbone.timestep == 100 and model.decode_head.vae.decoder is not None
     restored = model.restore(torch.rand(1, 3, 64, 64) * 2 - 1)
     assert restored.shape == (1, 3, 64, 64) and 0 <= restored.min() and restored.max() <= 1
+
+
+
+MADE_SD_CONFIGS = sorted(path for folder in ('rass', 'scr', 'protocols')
+                         for path in glob.glob(repo_path('configs', folder, '*.py')) if needs_made_tiny_sd(path))
+
+
+@pytest.mark.parametrize('config', MADE_SD_CONFIGS, ids=osp.basename)
+def test_every_config_on_the_made_folder_builds_from_it(made, config, tmp_path, monkeypatch):
+    """The configs that read checkpoints/tiny-sd-textures build from a folder this tool made (linked there)."""
+    folder = made[0] / 'tiny_sd'
+    (tmp_path / 'checkpoints').mkdir()
+    os.symlink(folder, tmp_path / 'checkpoints' / 'tiny-sd-textures')
+    monkeypatch.chdir(tmp_path)
+    cfg = Config.fromfile(config).model
+    if cfg.type == 'RestoreThenSegment':
+        cfg.restorer_checkpoint = cfg.segmentor_checkpoint = None  # checkpoints come from training runs
+    model = MODELS.build(cfg)
+    expected = load_file(str(folder / 'vae' / 'diffusion_pytorch_model.safetensors'))['encoder.conv_in.weight']
+    backbones = [model.restorer.backbone, model.segmentor.backbone] if hasattr(model, 'restorer') else [
+        model.backbone]
+    for backbone in backbones:  # the made VAE, not a random one
+        assert torch.equal(backbone.vae.encoder.conv_in.weight, expected)
 
 
 def test_scaling_factor_is_one_over_the_latent_std_of_the_training_images(made):
