@@ -124,23 +124,25 @@ def load_tool(name: str) -> ModuleType:
     return sys.modules[module_name]
 
 
-def run_in_process(script: str, *args: str, cwd: str) -> None:
+def run_in_process(script: str, *args: str, cwd: str, runner_tool: bool = True) -> None:
     """Run ``python SCRIPT ARGS`` inside the test process, from ``cwd``.
 
     Exactly the tool's code path (the script through ``runpy``, as ``python`` runs it) without a new interpreter's
-    ~20 s of imports. ``args`` must hold ``--cfg-options`` last: a fresh experiment and visualizer name is appended
-    (mmengine keeps those as process-wide singletons). The shared texture dataset is linked into ``cwd``. The
-    process's global state (working directory, argv, LOCAL_RANK, deterministic algorithms) is restored afterwards.
-    Use a subprocess where a fresh process is the point (a tool's own imports, ``custom_imports``).
+    ~20 s of imports. For a tool that builds an mmengine Runner (``runner_tool``, the default) ``args`` must hold
+    ``--cfg-options`` last: a fresh experiment and visualizer name is appended (mmengine keeps those as
+    process-wide singletons). The shared texture dataset is linked into ``cwd``. The process's global state
+    (working directory, argv, LOCAL_RANK, deterministic algorithms) is restored afterwards. Use a subprocess where a
+    fresh process is the point (a tool's own imports, ``custom_imports``).
     """
-    if '--cfg-options' not in args:
+    if runner_tool and '--cfg-options' not in args:
         raise ValueError('run_in_process needs --cfg-options among the arguments (a fresh run name is added)')
     name = f'in_process_{os.getpid()}_{next(_run_ids)}'
     link_textures(cwd)
     saved = os.getcwd(), list(sys.argv), os.environ.get('LOCAL_RANK'), torch.are_deterministic_algorithms_enabled()
     os.chdir(cwd)  # relative paths of a config (data/textures, work_dirs) land in cwd
     os.environ['LOCAL_RANK'] = '0'
-    sys.argv = [script, *args, f'experiment_name={name}', f'visualizer.name={name}']
+    run_names = [f'experiment_name={name}', f'visualizer.name={name}'] if runner_tool else []
+    sys.argv = [script, *args, *run_names]
     try:
         runpy.run_path(script, run_name='__main__')
     finally:

@@ -3,8 +3,6 @@ tools/visualize_rass.py on its runs, and the update of the docs page's table."""
 import contextlib
 import io
 import os.path as osp
-import runpy
-import sys
 
 import pytest
 
@@ -28,15 +26,8 @@ def tools_in_process(monkeypatch, tmp_path):
         path = repo_path('tools', script)
         output = io.StringIO()
         with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-            if '--cfg-options' in arguments:
-                run_in_process(path, *arguments, cwd=str(tmp_path))
-            else:
-                saved = list(sys.argv)
-                sys.argv = [path, *arguments]
-                try:
-                    runpy.run_path(path, run_name='__main__')
-                finally:
-                    sys.argv = saved
+            # train.py / test.py take --cfg-options; make_tiny_sd.py and export_adapter.py build no Runner
+            run_in_process(path, *arguments, cwd=str(tmp_path), runner_tool='--cfg-options' in arguments)
         if name is not None:
             runner.TIMES[name] = runner.TIMES.get(name, 0.0) + 1.0
         return output.getvalue()
