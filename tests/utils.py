@@ -40,13 +40,36 @@ FAST_TOOLS = ['train_dataloader.num_workers=0', 'train_dataloader.persistent_wor
               'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
               'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
               'test_dataloader.dataset.indices=4', 'train_dataloader.batch_size=2',
-              'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2', 'train_cfg.val_interval=1000']
+              'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2',
+              'val_dataloader.dataset.indices=4']
+
+#: The tiny pretrained SD config tools/make_tiny_sd.py builds from, and its recipe at test size (a 3-iteration VAE,
+#: 4 latent diffusion iterations on 8-pixel latent crops).
+TINY_SD_CONFIG = osp.join(REPO, 'configs', 'scr', 'scr_tiny-sd-textures_1xb4-300it_textures-128x128.py')
+TINY_SD_FAST = ['--iters', '3', '--batch-size', '2', '--crop', '32',
+                '--ldm-iters', '4', '--ldm-batch-size', '2', '--ldm-crop', '8']
 
 
 def needs_made_tiny_sd(config: str) -> bool:
     """Whether ``config`` reads ``checkpoints/tiny-sd-textures``, the folder ``tools/make_tiny_sd.py`` trains (absent
     from a fresh clone; tests/test_tools/test_make_tiny_sd.py builds these configs from a folder it makes)."""
     return 'tiny-sd-textures' in osp.basename(config)
+
+
+def small_tiny_sd_config(root) -> str:
+    """A config in ``root`` that makes the tiny SD folder ``root/tiny_sd`` from a 4 + 2 image generated dataset in
+    ``root/data`` (:data:`TINY_SD_CONFIG` otherwise)."""
+    root = str(root)
+    data = dict(data_root=osp.join(root, 'data'), generate_cfg=dict(seed=0, num_train=4, num_val=2, image_size=64))
+    folder = osp.join(root, 'tiny_sd')
+    path = osp.join(root, 'config.py')
+    with open(path, 'w') as f:
+        f.write(f'_base_ = [{TINY_SD_CONFIG!r}]\n'
+                f'train_dataloader = dict(dataset={data!r})\n'
+                f'val_dataloader = dict(dataset={data!r})\n'
+                f'model = dict(backbone=dict(pretrained={folder!r}),\n'
+                f'             decode_head=dict(pretrained={folder!r}))\n')
+    return path
 
 
 def repo_path(*parts: str) -> str:

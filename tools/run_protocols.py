@@ -106,7 +106,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def _common_options(args: argparse.Namespace) -> List[str]:
-    options = [f'train_cfg.max_iters={args.iters}', f'train_cfg.val_interval={args.iters + 1}',
+    # no validation while training (mmengine validates at the last iteration whatever val_interval says, so
+    # val_begin is what skips it): every model is tested on the LQ images afterwards
+    options = [f'train_cfg.max_iters={args.iters}', f'train_cfg.val_begin={args.iters + 1}',
                f'default_hooks.checkpoint.interval={args.iters}', f'param_scheduler.0.end={args.iters}',
                'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
                'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',

@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import os.path as osp
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,34 +14,17 @@ from mmengine.config import Config
 from mmseg.registry import MODELS
 from safetensors.torch import load_file
 
-from tests.utils import load_tool, needs_made_tiny_sd, repo_path
+from tests.utils import TINY_SD_CONFIG, TINY_SD_FAST, load_tool, needs_made_tiny_sd, repo_path, small_tiny_sd_config
 
 make_tiny_sd = load_tool('make_tiny_sd')
 tiny_sd_pretraining = load_tool('tiny_sd_pretraining')
 
-DEMO_CONFIG = repo_path('configs', 'scr', 'scr_tiny-sd-textures_1xb4-300it_textures-128x128.py')
-FAST = ['--iters', '3', '--batch-size', '2', '--crop', '32',
-        '--ldm-iters', '4', '--ldm-batch-size', '2', '--ldm-crop', '8']
 
-
-def small_config(tmp_path) -> str:
-    """The demo config with a 4 + 2 image generated dataset and the folder in tmp_path."""
-    data = dict(data_root=str(tmp_path / 'data'), generate_cfg=dict(seed=0, num_train=4, num_val=2, image_size=64))
-    path = tmp_path / 'config.py'
-    path.write_text(f'_base_ = [{DEMO_CONFIG!r}]\n'
-                    f'train_dataloader = dict(dataset={data!r})\n'
-                    f'val_dataloader = dict(dataset={data!r})\n'
-                    f'model = dict(backbone=dict(pretrained={str(tmp_path / "tiny_sd")!r}),\n'
-                    f'             decode_head=dict(pretrained={str(tmp_path / "tiny_sd")!r}))\n')
-    return str(path)
-
-
-@pytest.fixture(scope='module')
-def made(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp('tiny_sd')
-    config = small_config(tmp_path)
-    make_tiny_sd.main([config, *FAST])
-    return tmp_path, config
+@pytest.fixture
+def made(made_tiny_sd):
+    """The session's made folder (tests/conftest.py), as ``(root, config)`` with ``root`` a Path."""
+    root, config = made_tiny_sd
+    return Path(root), config
 
 
 def test_folder_is_complete_and_the_scr_demo_builds_from_it(made):
@@ -105,48 +89,48 @@ def test_same_recipe_is_reused_and_another_is_refused_without_writing(made, caps
     tmp_path, config = made
     weights = tmp_path / 'tiny_sd' / 'vae' / 'diffusion_pytorch_model.safetensors'
     before = (weights.stat().st_mtime_ns, weights.read_bytes())
-    make_tiny_sd.main([config, *FAST])
+    make_tiny_sd.main([config, *TINY_SD_FAST])
     assert 'reused' in capsys.readouterr().out
     with pytest.raises(SystemExit, match='is not this recipe\'s tiny SD folder'):
-        make_tiny_sd.main([config, *FAST[:1], '4', *FAST[2:]])
+        make_tiny_sd.main([config, *TINY_SD_FAST[:1], '4', *TINY_SD_FAST[2:]])
     with pytest.raises(SystemExit, match='is not this recipe\'s tiny SD folder'):
-        make_tiny_sd.main([config, *FAST, '--ldm-iters', '5'])
+        make_tiny_sd.main([config, *TINY_SD_FAST, '--ldm-iters', '5'])
     assert (weights.stat().st_mtime_ns, weights.read_bytes()) == before
 
 
 def test_a_foreign_folder_is_never_overwritten(tmp_path):
-    config = small_config(tmp_path)
+    config = small_tiny_sd_config(tmp_path)
     os.makedirs(tmp_path / 'tiny_sd')
     (tmp_path / 'tiny_sd' / 'mine.txt').write_text('keep me')
     with pytest.raises(SystemExit, match='nothing was overwritten'):
-        make_tiny_sd.main([config, *FAST])
+        make_tiny_sd.main([config, *TINY_SD_FAST])
     assert (tmp_path / 'tiny_sd' / 'mine.txt').read_text() == 'keep me'
     assert sorted(os.listdir(tmp_path / 'tiny_sd')) == ['mine.txt']
 
 
 def test_a_broken_manifest_or_a_file_in_the_way_is_refused(tmp_path):
-    config = small_config(tmp_path)
+    config = small_tiny_sd_config(tmp_path)
     os.makedirs(tmp_path / 'tiny_sd')
     (tmp_path / 'tiny_sd' / 'rass_tiny_sd.json').write_text('{not json')
     with pytest.raises(SystemExit, match=r'tiny_sd exists and is not this recipe'):
-        make_tiny_sd.main([config, *FAST])
+        make_tiny_sd.main([config, *TINY_SD_FAST])
     assert (tmp_path / 'tiny_sd' / 'rass_tiny_sd.json').read_text() == '{not json'
     (tmp_path / 'tiny_sd' / 'rass_tiny_sd.json').unlink()
     os.rmdir(tmp_path / 'tiny_sd')
     (tmp_path / 'tiny_sd').write_text('a file')
     with pytest.raises(SystemExit, match='is not a folder'):
-        make_tiny_sd.main([config, *FAST])
+        make_tiny_sd.main([config, *TINY_SD_FAST])
     assert (tmp_path / 'tiny_sd').read_text() == 'a file'
 
 
 def test_vae_training_lowers_the_reconstruction_error(tmp_path):
     images = torch.rand(4, 3, 32, 32) * 2 - 1
     images = torch.nn.functional.interpolate(images[..., ::4, ::4], size=(32, 32), mode='bilinear')  # smooth
-    cfg = Config.fromfile(DEMO_CONFIG)
+    cfg = Config.fromfile(TINY_SD_CONFIG)
     torch.manual_seed(0)
     vae = AutoencoderKL(**cfg.tiny_sd_architecture.vae)
     before = make_tiny_sd.psnr(make_tiny_sd.reconstruct(vae, images), images)
-    args = make_tiny_sd.parse_args([DEMO_CONFIG, '--iters', '40', '--batch-size', '4', '--crop', '32'])
+    args = make_tiny_sd.parse_args([TINY_SD_CONFIG, '--iters', '40', '--batch-size', '4', '--crop', '32'])
     after = make_tiny_sd.train_vae(vae, images, images, args)
     assert after > before + 3, (before, after)
 
@@ -162,7 +146,7 @@ def test_the_caption_tokens_are_those_of_the_rass_prompt_encoder():
 
     from rass_mmseg.models.utils.sd_components import build_byte_level_clip_tokenizer
     from rass_mmseg.models.utils.text_encoding import encode_phrases
-    cfg = Config.fromfile(DEMO_CONFIG)
+    cfg = Config.fromfile(TINY_SD_CONFIG)
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(CLIPTextConfig(**cfg.tiny_sd_architecture.text_encoder)).eval()
     tokenizer = build_byte_level_clip_tokenizer(77)
@@ -196,7 +180,7 @@ def test_diffusion_training_lowers_a_held_out_denoising_error():
 
     from rass_mmseg.models.backbones.scr_backbone import SD21_BASE_SCHEDULER
     from rass_mmseg.models.utils.sd_components import build_byte_level_clip_tokenizer
-    cfg = Config.fromfile(DEMO_CONFIG)
+    cfg = Config.fromfile(TINY_SD_CONFIG)
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**cfg.tiny_sd_architecture.unet)
     text_encoder = CLIPTextModel(CLIPTextConfig(**cfg.tiny_sd_architecture.text_encoder))
@@ -220,8 +204,8 @@ def test_diffusion_training_lowers_a_held_out_denoising_error():
 
 
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, capsys):
-    config = small_config(tmp_path)
-    recipe = [*FAST[:7], '5', *FAST[8:], '--save-every', '2']
+    config = small_tiny_sd_config(tmp_path)
+    recipe = [*TINY_SD_FAST[:7], '5', *TINY_SD_FAST[8:], '--save-every', '2']
     make_tiny_sd.main([config, *recipe, '--out', str(tmp_path / 'straight')])
     make_tiny_sd.main([config, *recipe, '--out', str(tmp_path / 'resumed'), '--stop-after', '3'])
     assert 'stopped after 3 of 5' in capsys.readouterr().out

@@ -1,8 +1,10 @@
-"""The protocol runner: a smoke run (SegFormer and RASS rows, 1 iteration, a tiny SD made in seconds), the figure of
-tools/visualize_rass.py on its runs, and the update of the docs page's table."""
+"""The protocol runner: a smoke run (SegFormer and RASS rows, 1 iteration, on the session's made tiny SD), the figure
+of tools/visualize_rass.py on its runs, and the update of the docs page's table."""
 import contextlib
 import io
+import os
 import os.path as osp
+import shlex
 
 import pytest
 
@@ -13,20 +15,30 @@ def load_runner():
     return load_tool('run_protocols')
 
 
+TINY_SD_ARGS = ('--iters 2 --batch-size 2 --crop 32 --ldm-iters 2 --ldm-batch-size 2 --ldm-crop 8')
+
+
 @pytest.fixture
-def tools_in_process(monkeypatch, tmp_path):
+def tools_in_process(monkeypatch, tmp_path, made_tiny_sd):
     """The runner's tool calls (``_run``: ``python tools/SCRIPT ARGS`` in a subprocess) run the same scripts in this
     process, their output captured as the subprocess's would be: about 20 tool calls, each saving an interpreter
-    start. ``test_a_failing_tool_call_names_the_command`` checks the subprocess path itself."""
+    start. The call of tools/make_tiny_sd.py is checked and answered with the session's made folder (that tool is
+    tested in test_make_tiny_sd.py). ``test_a_failing_tool_call_names_the_command`` checks the subprocess path."""
     runner = load_runner()
     monkeypatch.chdir(tmp_path)  # the configs' relative data/textures: one shared copy linked here
     link_textures(str(tmp_path))
 
     def run(script, *arguments, name=None):
+        if script == 'make_tiny_sd.py':
+            config, out_flag, out, *recipe = arguments
+            assert (config, out_flag, recipe) == (runner.TINY_SD_CONFIG, '--out', shlex.split(TINY_SD_ARGS))
+            assert not osp.exists(out)
+            os.symlink(osp.join(made_tiny_sd[0], 'tiny_sd'), out)
+            return ''
         path = repo_path('tools', script)
         output = io.StringIO()
         with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-            # train.py / test.py take --cfg-options; make_tiny_sd.py and export_adapter.py build no Runner
+            # train.py / test.py take --cfg-options; export_adapter.py builds no Runner
             run_in_process(path, *arguments, cwd=str(tmp_path), runner_tool='--cfg-options' in arguments)
         if name is not None:
             runner.TIMES[name] = runner.TIMES.get(name, 0.0) + 1.0
@@ -34,9 +46,6 @@ def tools_in_process(monkeypatch, tmp_path):
 
     monkeypatch.setattr(runner, '_run', run)
     return runner
-
-
-TINY_SD_ARGS = ('--iters 2 --batch-size 2 --crop 32 --ldm-iters 2 --ldm-batch-size 2 --ldm-crop 8')
 
 
 def test_smoke_run_writes_the_table_into_the_doc_markers_and_the_figure_draws(tmp_path, tools_in_process):

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from rass_mmseg.compat import CHECKPOINT_SAFE_GLOBALS
 from tests.utils import FAST_TOOLS as FAST
-from tests.utils import load_tool, repo_path, run_in_process, run_tool
+from tests.utils import load_tool, repo_path, run_in_process
 
 SCR_CONFIG = repo_path('configs', 'scr', 'scr_tiny-sd_1xb4-300it_textures-128x128.py')
 RASS_CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py')
@@ -18,14 +18,14 @@ RASS_CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300
 
 @pytest.fixture(scope='module')
 def scr_run(tmp_path_factory):
-    """Two SCR iterations through this repo's tools/train.py (in-process), then tools/export_adapter.py on the
-    checkpoint (a fresh interpreter)."""
+    """Two SCR iterations through this repo's tools/train.py, then tools/export_adapter.py on the checkpoint (both
+    in-process)."""
     root = tmp_path_factory.mktemp('scr')
     work_dir = str(root / 'work')
     run_in_process(repo_path('tools', 'train.py'), SCR_CONFIG, '--work-dir', work_dir, '--cfg-options',
                    'train_cfg.max_iters=2', *FAST, cwd=str(root))
-    run_tool(repo_path('tools', 'export_adapter.py'), SCR_CONFIG, osp.join(work_dir, 'iter_2.pth'),
-             str(root / 'exported'), cwd=str(root))
+    run_in_process(repo_path('tools', 'export_adapter.py'), SCR_CONFIG, osp.join(work_dir, 'iter_2.pth'),
+                   str(root / 'exported'), cwd=str(root), runner_tool=False)
     return root, work_dir
 
 
