@@ -10,6 +10,13 @@ Negatives: the prompt may also name classes that are absent from the image (dist
 prompt of all class names is no surprise). Their mask is empty, and their attention is pushed to zero: the map is
 scaled by the image's reference peak (the largest attention of a present class's tokens, not differentiated), so
 an absent class attended as strongly as the best-attended present class costs as much as a completely wrong mask.
+
+Normalisation: by default (``normalization='max'``) each map is divided by its peak, so the loss sees where a word
+looks, not how much of each pixel's attention it receives. That leaves one way out, measured on the tiny pretrained
+SD of the toy study: move every pixel's attention from the words to the other tokens (start, end, padding), which
+lowers the negative term while the positive one is unchanged, and the words stop reaching the features.
+``normalization='none'`` compares the attention probabilities themselves with the masks (a word should take the
+attention of its class's pixels and none elsewhere) and the absent classes' probabilities with zero.
 """
 from typing import Dict, List, Mapping, Sequence
 
@@ -44,27 +51,37 @@ class CrossAttentionAlignmentLoss(nn.Module):
     - ``'kl'``: map and mask each divided by their spatial sum (distributions over the grid);
       KL(mask || map).
 
-    The loss is the mean over all (image, present class) pairs of the batch, plus ``negative_weight`` times the
-    mean over all (image, absent class) pairs of the negative term: the map divided by the image's reference peak,
-    against an empty mask (``'mse'``: mean square; ``'bce'``: cross-entropy with target 0; ``'kl'``, which has no
-    distribution for an empty mask: mean absolute value). Pixels labelled ``ignore_index`` belong to no class.
-    Images without an annotated class contribute nothing; a batch without any gives a zero loss that still depends
-    on the maps (no NaN, no unused-parameter errors).
+    With ``normalization='none'`` (``'mse'`` and ``'bce'`` only) the map is not divided by its maximum: the
+    attention probability itself is compared with the mask.
+
+    The loss is the mean over all (image, present class) pairs of the batch (the positive term), plus
+    ``negative_weight`` times the mean over all (image, absent class) pairs of the negative term: the map divided by
+    the image's reference peak (``normalization='none'``: the map as it is), against an empty mask (``'mse'``: mean
+    square; ``'bce'``: cross-entropy with target 0; ``'kl'``, which has no distribution for an empty mask: mean
+    absolute value). Pixels labelled ``ignore_index`` belong to no class. Images without an annotated class
+    contribute nothing; a batch without any gives a zero loss that still depends on the maps (no NaN, no
+    unused-parameter errors). :meth:`terms` returns the two terms unweighted, for logging.
 
     Args:
         mode: ``'mse'``, ``'bce'`` or ``'kl'``.
         loss_weight: Factor of the loss.
         negative_weight: Factor of the term of absent classes.
+        normalization: ``'max'`` (each map over its spatial maximum, absent classes over the present peak) or
+            ``'none'`` (attention probabilities as they are).
         ignore_index: Label value that marks unannotated pixels.
         loss_name: Key of the loss in the losses dict (must start with ``'loss_'`` to be optimised).
     """
 
     def __init__(self, mode: str = 'mse', loss_weight: float = 1.0, negative_weight: float = 1.0,
-                 ignore_index: int = 255, loss_name: str = 'loss_scl') -> None:
+                 normalization: str = 'max', ignore_index: int = 255, loss_name: str = 'loss_scl') -> None:
         super().__init__()
         if mode not in ('mse', 'bce', 'kl'):
             raise ValueError(f"CrossAttentionAlignmentLoss mode must be 'mse', 'bce' or 'kl', got {mode!r}")
+        if normalization not in ('max', 'none') or (mode == 'kl' and normalization != 'max'):
+            raise ValueError(f"CrossAttentionAlignmentLoss normalization must be 'max' or 'none' ('max' for mode "
+                             f"'kl'), got {normalization!r} with mode {mode!r}")
         self.mode = mode
+        self.normalization = normalization
         self.loss_weight = loss_weight
         self.negative_weight = negative_weight
         self.ignore_index = ignore_index
@@ -81,7 +98,9 @@ class CrossAttentionAlignmentLoss(nn.Module):
             p = mask.flatten(1) / mask.flatten(1).sum(dim=1, keepdim=True).clamp_min(_EPS)
             q = attention.flatten(1) / attention.flatten(1).sum(dim=1, keepdim=True).clamp_min(_EPS)
             return (p * (torch.log(p.clamp_min(_EPS)) - torch.log(q.clamp_min(_EPS)))).sum(dim=1)
-        scaled = attention.flatten(1) / attention.flatten(1).amax(dim=1, keepdim=True).clamp_min(_EPS)
+        scaled = attention.flatten(1)
+        if self.normalization == 'max':
+            scaled = scaled / scaled.amax(dim=1, keepdim=True).clamp_min(_EPS)
         target = mask.flatten(1)
         if self.mode == 'mse':
             return ((scaled - target)**2).mean(dim=1)
@@ -89,7 +108,8 @@ class CrossAttentionAlignmentLoss(nn.Module):
         return F.binary_cross_entropy(scaled, target, reduction='none').mean(dim=1)
 
     def _negative_distance(self, scaled: Tensor) -> Tensor:
-        """Per-pair distance of (P, H, W) maps, scaled by their image's reference peak, to an empty mask."""
+        """Per-pair distance of (P, H, W) maps (scaled by their image's reference peak under ``'max'``) to an empty
+        mask."""
         scaled = scaled.flatten(1)
         if self.mode == 'mse':
             return (scaled**2).mean(dim=1)
@@ -111,6 +131,16 @@ class CrossAttentionAlignmentLoss(nn.Module):
         Returns:
             The weighted scalar loss.
         """
+        return self.weigh(self.terms(attention_maps, class_token_positions, gt_sem_seg))
+
+    def weigh(self, terms: Mapping[str, Tensor]) -> Tensor:
+        """The loss from the unweighted ``terms`` of :meth:`terms`."""
+        return self.loss_weight * (terms['positive'] + self.negative_weight * terms['negative'])
+
+    def terms(self, attention_maps: Mapping[str, Tensor], class_token_positions: Sequence[Dict[int, List[int]]],
+              gt_sem_seg: Tensor) -> Dict[str, Tensor]:
+        """The unweighted ``'positive'`` (present classes) and ``'negative'`` (absent classes) terms; arguments as
+        :meth:`forward`. A term without pairs is a zero that depends on the maps."""
         if not attention_maps:
             raise ValueError('CrossAttentionAlignmentLoss: no cross-attention maps were captured')
         attention = _mean_over_heads_and_layers(attention_maps)  # (N, L, H, W)
@@ -137,12 +167,13 @@ class CrossAttentionAlignmentLoss(nn.Module):
                     image_negatives.append(class_map)
             maps += image_maps
             if image_negatives and image_maps:
-                peak = torch.stack(image_maps).amax().detach().clamp_min(_EPS)
-                negatives += [m / peak for m in image_negatives]
+                peak = (torch.stack(image_maps).amax().detach().clamp_min(_EPS)
+                        if self.normalization == 'max' else None)
+                negatives += [m if peak is None else m / peak for m in image_negatives]
+        zero = attention.sum() * 0.0
         if not maps:
-            return attention.sum() * 0.0
+            return dict(positive=zero, negative=zero)
         masks = F.adaptive_avg_pool2d(torch.stack(masks)[:, None], attention.shape[-2:])[:, 0]
-        loss = self._distance(torch.stack(maps), masks).mean()
-        if negatives and self.negative_weight:
-            loss = loss + self.negative_weight * self._negative_distance(torch.stack(negatives)).mean()
-        return self.loss_weight * loss
+        positive = self._distance(torch.stack(maps), masks).mean()
+        negative = self._negative_distance(torch.stack(negatives)).mean() if negatives else zero
+        return dict(positive=positive, negative=negative)

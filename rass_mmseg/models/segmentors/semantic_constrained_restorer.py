@@ -178,7 +178,10 @@ class SemanticConstrainedRestorer(BaseSegmentor):
         restored = self.decode_head(latents)[..., :height, :width]
         losses = self.decode_head.loss(restored, target[..., :height, :width])
         if capture:
-            losses[self.alignment_loss.loss_name] = self.alignment_loss(maps, token_maps, gt.to(inputs.device))
+            terms = self.alignment_loss.terms(maps, token_maps, gt.to(inputs.device))
+            losses[self.alignment_loss.loss_name] = self.alignment_loss.weigh(terms)
+            # logged, not optimised (no 'loss' in the key): which of L_SCL's terms moves
+            losses.update({f'scl_{name}': value.detach() for name, value in terms.items()})
         if self.vsd_loss is not None:
             conditioning = self.backbone._conditioning(latents.shape[0], embeddings, latents.device)
             losses[self.vsd_loss.loss_name] = self.vsd_loss(self.backbone, latents, conditioning, mask)

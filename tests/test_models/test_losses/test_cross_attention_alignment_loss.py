@@ -11,7 +11,7 @@ def _maps_from(token_maps: torch.Tensor, heads: int = 2) -> dict:
     return {'layer': token_maps.permute(0, 2, 3, 1)[:, None].repeat(1, heads, 1, 1, 1)}
 
 
-def _reference(token_maps: np.ndarray, gt: np.ndarray, positions, mode: str) -> float:
+def _reference(token_maps: np.ndarray, gt: np.ndarray, positions, mode: str, normalization: str = 'max') -> float:
     """Independent numpy version for one layer whose grid equals the label map (no resizing)."""
     values = []
     for image, classes in enumerate(positions):
@@ -23,7 +23,7 @@ def _reference(token_maps: np.ndarray, gt: np.ndarray, positions, mode: str) -> 
                 nz = p > 0
                 values.append(float((p[nz] * np.log(p[nz] / q[nz])).sum()))
             else:
-                s = a / a.max()
+                s = a / a.max() if normalization == 'max' else a
                 if mode == 'mse':
                     values.append(float(((s - m)**2).mean()))
                 else:
@@ -89,6 +89,10 @@ def test_images_without_classes_contribute_nothing_and_never_nan():
 def test_bad_input_errors():
     with pytest.raises(ValueError, match="mode must be 'mse', 'bce' or 'kl', got 'l1'"):
         CrossAttentionAlignmentLoss(mode='l1')
+    with pytest.raises(ValueError, match="normalization must be 'max' or 'none'.*got 'sum' with mode 'mse'"):
+        CrossAttentionAlignmentLoss(normalization='sum')
+    with pytest.raises(ValueError, match="got 'none' with mode 'kl'"):
+        CrossAttentionAlignmentLoss(mode='kl', normalization='none')
     loss = CrossAttentionAlignmentLoss()
     maps = _maps_from(torch.rand(1, 3, 4, 4))
     with pytest.raises(ValueError, match='token position 7 of class 0 is outside the prompt of 3 tokens'):
@@ -122,3 +126,38 @@ def test_absent_classes_are_pushed_to_zero_relative_to_the_present_peak(mode):
     loss_without = CrossAttentionAlignmentLoss(mode=mode, negative_weight=0.0)
     loss_without(_maps_from(torch.cat([present, absent.detach()], dim=1)), positions, gt).backward()
     torch.testing.assert_close(present_grad, present.grad)
+
+
+@pytest.mark.parametrize('mode', ['mse', 'bce'])
+def test_unnormalised_terms_compare_the_probabilities_themselves(mode):
+    rng = np.random.default_rng(2)
+    token_maps = rng.uniform(0.01, 0.9, size=(1, 4, 4, 4))
+    gt = np.zeros((1, 4, 4), dtype=np.int64)
+    gt[:, 2:] = 1  # classes 0 and 1 present, class 3 named but absent
+    positions = [{0: [0], 1: [1, 2], 3: [3]}]
+    loss = CrossAttentionAlignmentLoss(mode=mode, normalization='none', negative_weight=0.25, loss_weight=2.0)
+    terms = loss.terms(_maps_from(torch.tensor(token_maps)), positions, torch.tensor(gt))
+    positive = _reference(token_maps, gt, [{0: [0], 1: [1, 2]}], mode, normalization='none')
+    absent = token_maps[0, 3].ravel()  # not divided by the present peak
+    negative = (absent**2).mean() if mode == 'mse' else -np.log(1 - absent).mean()
+    assert terms['positive'].item() == pytest.approx(positive, rel=1e-6)
+    assert terms['negative'].item() == pytest.approx(negative, rel=1e-6)
+    value = loss(_maps_from(torch.tensor(token_maps)), positions, torch.tensor(gt))
+    assert value.item() == pytest.approx(2.0 * (positive + 0.25 * negative), rel=1e-6)
+
+
+def test_moving_the_attention_to_other_tokens_is_free_under_max_normalisation_only():
+    """The way out measured in the toy study: every word's attention scaled down (the rest goes to the start, end
+    and padding tokens) keeps the max-normalised loss and lowers nothing, but costs under ``'none'``."""
+    gt = torch.zeros(1, 4, 4, dtype=torch.long)
+    gt[:, :, 2:] = 1
+    aligned = torch.stack([(gt[0] == 0).double(), (gt[0] == 1).double(), torch.zeros(4, 4).double()])[None]
+    aligned = aligned * 0.9 + 0.05  # words take most of their class's attention
+    positions = [{0: [0], 1: [1], 3: [2]}]
+    for normalization, grows in (('max', False), ('none', True)):
+        loss = CrossAttentionAlignmentLoss(normalization=normalization)
+        before = loss.terms(_maps_from(aligned), positions, gt)
+        after = loss.terms(_maps_from(aligned * 0.01), positions, gt)
+        assert (after['positive'].item() > 10 * before['positive'].item()) == grows, normalization
+        if not grows:
+            assert after['positive'].item() == pytest.approx(before['positive'].item(), rel=1e-9)

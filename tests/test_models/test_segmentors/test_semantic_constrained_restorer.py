@@ -49,8 +49,14 @@ def test_loss_and_gradients_reach_only_lora_and_conv_in(scr_cfg):
     model = build(scr_cfg).train()
     data = batch(model, training=True)
     losses = model(**data, mode='loss')
-    assert set(losses) == {'loss_l2', 'loss_scl'}
-    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    assert set(losses) == {'loss_l2', 'loss_scl', 'scl_positive', 'scl_negative'}
+    assert all(torch.isfinite(v) for v in losses.values()) and losses['loss_l2'] > 0 and losses['loss_scl'] > 0
+    # L_SCL's two terms are logged, not optimised: detached, and left out of the sum mmengine optimises
+    assert not losses['scl_positive'].requires_grad and not losses['scl_negative'].requires_grad
+    terms = {'positive': losses['scl_positive'], 'negative': losses['scl_negative']}
+    torch.testing.assert_close(losses['loss_scl'].detach(), model.alignment_loss.weigh(terms))
+    total, _ = model.parse_losses(losses)
+    torch.testing.assert_close(total, losses['loss_l2'] + losses['loss_scl'])
     losses['loss_scl'].backward()  # L_SCL alone: through the attention maps
     with_grad = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
