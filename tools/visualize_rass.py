@@ -88,6 +88,18 @@ def in_mask_share(attention: Tensor, mask: Tensor) -> float:
     return float((attention * mask).sum() / attention.sum().clamp_min(1e-12))
 
 
+def attention_accuracy(maps: Tensor, samples, num_classes: int) -> float:
+    """The share of annotated pixels whose most attended class word (argmax over the K words of ``maps``, (N, K, H,
+    W)) is their class: the attention read as a segmentation (1 / K when the words do not know where they are)."""
+    hits, total = 0, 0
+    for i, sample in enumerate(samples):
+        gt = sample.gt_sem_seg.data[0]
+        valid = gt < num_classes
+        hits += int((maps[i, :num_classes, :gt.shape[0], :gt.shape[1]].argmax(0)[valid] == gt[valid]).sum())
+        total += int(valid.sum())
+    return hits / max(total, 1)
+
+
 def colorize(labels: Tensor, palette: Sequence[Sequence[int]]) -> np.ndarray:
     table = np.zeros((256, 3), np.uint8)
     table[:len(palette)] = np.array(palette, np.uint8)
@@ -125,7 +137,8 @@ def draw(args: argparse.Namespace) -> str:
         report.append(f'{stage}: mean share of a word\'s attention inside its mask '
                       f'{np.mean([p[0] for p in pairs]):.3f} (mean mask area {np.mean([p[1] for p in pairs]):.3f}), '
                       f'spatial std / mean of the maps {float(spread.mean()):.4f}, mean attention probability of a '
-                      f'word token {float(stage_maps.mean()):.4f}')
+                      f'word token {float(stage_maps.mean()):.4f}, pixels whose most attended word names their '
+                      f'class {attention_accuracy(stage_maps, samples, len(classes)):.3f}')
     print(f'{count} LQ validation images:\n' + '\n'.join(report))
     inputs, samples = inputs[:args.num_images], samples[:args.num_images]
     with torch.no_grad():
