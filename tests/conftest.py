@@ -13,8 +13,8 @@ from mmengine.registry import init_default_scope
 import rass_mmseg  # noqa: F401  (registers the plugin)
 from tests.utils import FAST_TRAIN, TINY_SD_FAST, load_tool, repo_path, run_in_process, small_tiny_sd_config
 
-#: At most this many pytest-xdist workers for ``-n auto``: each holds torch, mmseg, diffusers and a few tiny models
-#: (about 2 GiB).
+#: At most this many pytest-xdist workers for ``-n auto``: each imports torch, mmseg and diffusers and builds its own
+#: models and session fixtures, so more workers than this cost memory for little time on a large machine.
 MAX_WORKERS = 4
 
 
