@@ -90,7 +90,7 @@ def in_mask_share(attention: Tensor, mask: Tensor) -> float:
 
 def attention_accuracy(maps: Tensor, samples, num_classes: int) -> float:
     """The share of annotated pixels whose most attended class word (argmax over the K words of ``maps``, (N, K, H,
-    W)) is their class: the attention read as a segmentation (1 / K when the words do not know where they are)."""
+    W)) is their class: the attention read as a segmentation (about 1 / K when the words do not know where they are)."""
     hits, total = 0, 0
     for i, sample in enumerate(samples):
         gt = sample.gt_sem_seg.data[0]

@@ -12,11 +12,13 @@ scaled by the image's reference peak (the largest attention of a present class's
 an absent class attended as strongly as the best-attended present class costs as much as a completely wrong mask.
 
 Normalisation: by default (``normalization='max'``) each map is divided by its peak, so the loss sees where a word
-looks, not how much of each pixel's attention it receives. That leaves one way out, measured on the tiny pretrained
-SD of the toy study: move every pixel's attention from the words to the other tokens (start, end, padding), which
-lowers the negative term while the positive one is unchanged, and the words stop reaching the features.
-``normalization='none'`` compares the attention probabilities themselves with the masks (a word should take the
-attention of its class's pixels and none elsewhere) and the absent classes' probabilities with zero.
+looks, not how much of each pixel's attention it receives. That leaves a way out: a map that is zero everywhere but
+at one pixel, anywhere, scores about the mask's area, below a flat map's 1 - area, without any knowledge of where
+the class is. Measured on the tiny pretrained SD of the toy study (docs/en/advanced_guides/benchmarks.md): the
+positive term falls from 0.77 to 0.18 (about the masks' mean area) and stays there, every word's attention goes to
+about zero, and RASS with that SCR adapter merged segments worse than without it. ``normalization='none'`` compares
+the attention probabilities themselves with the masks (a word should take the attention of its class's pixels and
+none elsewhere) and the absent classes' probabilities with zero; the SCR configs use it.
 """
 from typing import Dict, List, Mapping, Sequence
 
