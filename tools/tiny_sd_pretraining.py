@@ -25,6 +25,8 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
+from rass_mmseg.models.utils.text_encoding import pack_phrases
+
 __all__ = ['LDMRecipe', 'caption_token_ids', 'captions_of', 'denoising_loss', 'train_ldm', 'write_diagnostics']
 
 
@@ -58,19 +60,13 @@ class LDMRecipe:
 
 
 def caption_token_ids(phrases: Sequence[str], tokenizer, separator: str = ',') -> List[int]:
-    """The one-window token ids ``encode_phrases`` (rass_mmseg.models.utils.text_encoding) gives ``phrases``.
-
-    Start token, the phrases joined by ``separator``, end token, padding to ``tokenizer.model_max_length``.
-    """
-    ids: List[int] = []
-    sep = tokenizer(separator, add_special_tokens=False)['input_ids']
-    for phrase in phrases:
-        ids += (sep if ids else []) + tokenizer(phrase, add_special_tokens=False)['input_ids']
-    width = int(tokenizer.model_max_length) - 2
-    if len(ids) > width:
-        raise ValueError(f'caption {phrases!r} needs {len(ids)} tokens, more than one window of {width}')
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return [tokenizer.bos_token_id] + ids + [tokenizer.eos_token_id] + [pad] * (width - len(ids))
+    """The token ids of one encoder window that ``encode_phrases`` (rass_mmseg.models.utils.text_encoding) gives
+    ``phrases``; a caption that needs more than one window is refused."""
+    windows, _ = pack_phrases(phrases, tokenizer, separator)
+    if len(windows) > 1:
+        raise ValueError(f'caption {phrases!r} needs {len(windows)} windows of {int(tokenizer.model_max_length) - 2} '
+                         'tokens, more than one')
+    return windows[0]
 
 
 def captions_of(labels: Tensor, class_names: Sequence[str], ignore_index: int = 255) -> List[List[str]]:

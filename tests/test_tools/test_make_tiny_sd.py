@@ -155,6 +155,8 @@ def test_the_caption_tokens_are_those_of_the_rass_prompt_encoder():
         with torch.no_grad():
             ours = text_encoder(ids)[0]
         assert torch.equal(ours, encode_phrases(phrases, tokenizer, text_encoder).embeddings), phrases
+    with pytest.raises(ValueError, match=r"caption \['brick', .*\] needs 2 windows of 75 tokens, more than one"):
+        tiny_sd_pretraining.caption_token_ids(['brick'] * 13, tokenizer)  # 13 x 5 tokens + 12 commas > 75
     labels = torch.tensor([[[0, 0], [7, 255]], [[3, 3], [3, 3]]])
     assert tiny_sd_pretraining.captions_of(labels, ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']) == [['a', 'h'], ['d']]
 

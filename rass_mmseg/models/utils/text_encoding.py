@@ -7,12 +7,12 @@ states of all windows are concatenated along the sequence axis. Cross-attention 
 length, so the UNet attends to every phrase. A phrase longer than one window is split across windows.
 """
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ['PromptEncoding', 'encode_phrases']
+__all__ = ['PromptEncoding', 'encode_phrases', 'pack_phrases']
 
 
 @dataclass
@@ -30,15 +30,17 @@ class PromptEncoding:
     num_windows: int
 
 
-@torch.no_grad()
-def encode_phrases(phrases: Sequence[str], tokenizer, text_encoder: nn.Module, separator: str = ',') -> PromptEncoding:
-    """Encode ``separator``-joined phrases in as many encoder windows as needed.
+def pack_phrases(phrases: Sequence[str], tokenizer, separator: str = ',') -> Tuple[List[List[int]], List[List[int]]]:
+    """The token ids of ``separator``-joined phrases, packed into encoder windows as :func:`encode_phrases` does.
 
     Args:
         phrases: Non-empty texts, e.g. class names or one fixed prompt.
         tokenizer: A CLIP tokenizer (transformers) with ``model_max_length`` set to the encoder's context.
-        text_encoder: ``transformers.CLIPTextModel``; its ``last_hidden_state`` is used.
         separator: Text put between two phrases of the same window.
+
+    Returns:
+        ``(input_ids, positions)``: one list of ``model_max_length`` ids per window (start, tokens, end,
+        padding), and for each phrase the indices of its tokens in the windows laid end to end.
     """
     if isinstance(phrases, str) or not phrases or any(not isinstance(p, str) for p in phrases):
         raise ValueError(f'prompt phrases must be a non-empty list of strings, got {phrases!r}')
@@ -74,7 +76,20 @@ def encode_phrases(phrases: Sequence[str], tokenizer, text_encoder: nn.Module, s
         for offset, owner in enumerate(window_owners):
             if owner >= 0:
                 positions[owner].append(w * max_len + 1 + offset)
+    return input_ids, positions
 
+
+@torch.no_grad()
+def encode_phrases(phrases: Sequence[str], tokenizer, text_encoder: nn.Module, separator: str = ',') -> PromptEncoding:
+    """Encode ``separator``-joined phrases in as many encoder windows as needed (packed by :func:`pack_phrases`).
+
+    Args:
+        phrases: Non-empty texts, e.g. class names or one fixed prompt.
+        tokenizer: A CLIP tokenizer (transformers) with ``model_max_length`` set to the encoder's context.
+        text_encoder: ``transformers.CLIPTextModel``; its ``last_hidden_state`` is used.
+        separator: Text put between two phrases of the same window.
+    """
+    input_ids, positions = pack_phrases(phrases, tokenizer, separator)
     device = next(text_encoder.parameters()).device
     hidden = text_encoder(torch.tensor(input_ids, device=device))[0]
-    return PromptEncoding(hidden.reshape(1, -1, hidden.shape[-1]), positions, len(windows))
+    return PromptEncoding(hidden.reshape(1, -1, hidden.shape[-1]), positions, len(input_ids))
