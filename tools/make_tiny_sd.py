@@ -176,24 +176,31 @@ def check_out_dir(out_dir: str, wanted: dict) -> bool:
     return False
 
 
+@torch.no_grad()
+def encode(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
+    """Unscaled latents (the posterior's mode) of ``images`` in [-1, 1], encoded 8 at a time."""
+    return torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in images.split(8)])
+
+
 def vae_stage(cfg: Config, args: argparse.Namespace, train: torch.Tensor, val: torch.Tensor, staging: str):
-    """The trained VAE (read back from ``staging`` when an earlier run finished it) and its validation PSNR."""
+    """The trained VAE (read back from ``staging`` when an earlier run finished it), its validation PSNR and the
+    unscaled latents of ``train``."""
     done = osp.join(staging, 'vae_stage.json')
     if osp.isfile(done):
         with open(done) as f:
             val_psnr = json.load(f)['vae_val_reconstruction_psnr_db']
         print(f'resuming from {staging}: VAE already trained ({val_psnr:.2f} dB)')
-        return AutoencoderKL.from_pretrained(staging, subfolder='vae', local_files_only=True).eval(), val_psnr
+        vae = AutoencoderKL.from_pretrained(staging, subfolder='vae', local_files_only=True).eval()
+        return vae, val_psnr, encode(vae, train)
     torch.manual_seed(args.seed)
     vae = AutoencoderKL(**cfg.tiny_sd_architecture.vae)
     val_psnr = train_vae(vae, train, val, args)
-    with torch.no_grad():
-        latents = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in train.split(8)])
+    latents = encode(vae, train)
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
     vae.save_pretrained(osp.join(staging, 'vae'), safe_serialization=True)
     with open(done, 'w') as f:
         json.dump(dict(vae_val_reconstruction_psnr_db=round(val_psnr, 3)), f)
-    return vae, round(val_psnr, 3)
+    return vae, round(val_psnr, 3), latents
 
 
 def make_tiny_sd(args: argparse.Namespace) -> str:
@@ -215,7 +222,7 @@ def make_tiny_sd(args: argparse.Namespace) -> str:
     staging = staging_folder(out_dir, wanted)
     os.makedirs(staging, exist_ok=True)
     start = time.perf_counter()
-    vae, val_psnr = vae_stage(cfg, args, train, val, staging)
+    vae, val_psnr, latents = vae_stage(cfg, args, train, val, staging)
     vae_seconds = time.perf_counter() - start
 
     torch.manual_seed(args.seed)
@@ -224,13 +231,10 @@ def make_tiny_sd(args: argparse.Namespace) -> str:
     text_encoder = CLIPTextModel(text_config)
     tokenizer = build_byte_level_clip_tokenizer(text_config.max_position_embeddings)
     scheduler = DDPMScheduler(**SD21_BASE_SCHEDULER)
-    with torch.no_grad():  # training images and their mirror images
-        latents = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in train.split(8)])
+    # training images and their mirror images
     latents = torch.cat([latents, latents.flip(-1)]) * vae.config.scaling_factor
     labels = torch.cat([train_labels, train_labels.flip(-1)])
-    with torch.no_grad():
-        val_latents = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in val.split(8)])
-    val_latents = val_latents * vae.config.scaling_factor
+    val_latents = encode(vae, val) * vae.config.scaling_factor
     check = (unet, text_encoder, tokenizer, scheduler, val_latents, val_labels, class_names)
     before = caption_check(*check)
     start = time.perf_counter()
