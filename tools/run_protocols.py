@@ -178,8 +178,10 @@ def train_all(args: argparse.Namespace, wrappers: Dict[str, str]) -> Dict[str, s
             print(f'[train] {name}: {osp.relpath(config, REPO)}', flush=True)
             _run('train.py', config, '--work-dir', work_dir, '--cfg-options', *_common_options(args), *options,
                  name=name)
-        elif name not in TIMES and logged_seconds(work_dir) is not None:
-            TIMES[f'{name} (reused)'] = logged_seconds(work_dir)
+        elif name not in TIMES:
+            seconds = logged_seconds(work_dir)
+            if seconds is not None:
+                TIMES[f'{name} (reused)'] = seconds
         paths[name] = checkpoint
         if name == 'scr':
             paths['scr_adapter'] = osp.join(work_dir, 'exported_scr_adapter')
