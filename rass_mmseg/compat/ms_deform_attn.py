@@ -12,7 +12,9 @@ its ``_ext`` was built with CUDA. Two cases then fail although mmcv ships a pure
    ``"ms_deform_attn_forward_cuda" not implemented for 'BFloat16'``.
 
 This module replaces the name ``MultiScaleDeformableAttnFunction`` inside ``mmcv.ops.multi_scale_deform_attn`` (the
-only place ``forward`` reads it) with :class:`RoutedMSDeformAttnFunction`, whose ``apply`` picks per call:
+only place ``forward`` reads it) with :class:`RoutedMSDeformAttnFunction`, a subclass of mmcv's autograd function
+(same ``forward`` and ``backward``, so tools that look the function up, such as export rewriters, still find an
+autograd ``Function`` of mmcv's type), whose ``apply`` picks per call:
 
 - ``'kernel'``: the compiled kernel, unchanged, when the ext has kernels for the input's device and dtype;
 - ``'kernel_float32'``: bfloat16 input with a CUDA ext: the kernel in float32, the output cast back;
@@ -24,8 +26,14 @@ float32/float16 inputs the kernel runs as before.
 from typing import Optional, Set
 
 import torch
+from mmcv.ops import multi_scale_deform_attn
 from mmengine.logging import print_log
 from torch import Tensor
+
+#: mmcv's own autograd function (the name holds :class:`RoutedMSDeformAttnFunction` once installed, whose
+#: ``kernel`` is mmcv's: the module may be reloaded).
+_MMCV_FUNCTION = getattr(multi_scale_deform_attn.MultiScaleDeformableAttnFunction, 'kernel',
+                         multi_scale_deform_attn.MultiScaleDeformableAttnFunction)
 
 __all__ = ['KERNEL_DTYPES', 'RoutedMSDeformAttnFunction', 'choose_route', 'ext_has_cuda_kernels', 'install']
 
@@ -81,16 +89,17 @@ def _log_once(route: str, value: Tensor) -> None:
     print_log(f'rass_mmseg.compat.ms_deform_attn: {reason}', logger='current', level=30)
 
 
-class RoutedMSDeformAttnFunction:
-    """Stands in for mmcv's ``MultiScaleDeformableAttnFunction`` inside ``MultiScaleDeformableAttention.forward``.
+class RoutedMSDeformAttnFunction(_MMCV_FUNCTION):
+    """mmcv's ``MultiScaleDeformableAttnFunction`` with an ``apply`` that routes each call (see
+    :func:`choose_route`).
 
-    ``apply`` takes the arguments of the original autograd function and routes them (see :func:`choose_route`);
-    every route is differentiable (the kernel through mmcv's own backward, the casts and the PyTorch
+    ``apply`` takes the arguments of mmcv's function; every route is differentiable (the kernel through mmcv's own
+    ``forward`` and ``backward``, inherited and run by autograd as this class, the casts and the PyTorch
     implementation through autograd).
     """
 
-    #: mmcv's compiled autograd function, set by :func:`install`.
-    kernel = None
+    #: mmcv's compiled autograd function, the base class.
+    kernel = _MMCV_FUNCTION
 
     @classmethod
     def apply(cls, value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor, sampling_locations: Tensor,
@@ -99,30 +108,22 @@ class RoutedMSDeformAttnFunction:
         route = choose_route(value.device.type, value.dtype, ext_has_cuda_kernels())
         _log_once(route, value)
         if route == 'kernel':
-            return cls.kernel.apply(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
-                                    im2col_step)
+            return super().apply(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+                                 im2col_step)
         if route == 'kernel_float32':
-            output = cls.kernel.apply(value.float(), spatial_shapes, level_start_index, sampling_locations.float(),
-                                      attention_weights.float(), im2col_step)
+            output = super().apply(value.float(), spatial_shapes, level_start_index, sampling_locations.float(),
+                                   attention_weights.float(), im2col_step)
             return output.to(value.dtype)
-        from mmcv.ops.multi_scale_deform_attn import multi_scale_deformable_attn_pytorch
         # the kernel casts locations and weights to the value's dtype; grid_sample needs them to agree
-        return multi_scale_deformable_attn_pytorch(value, spatial_shapes, sampling_locations.to(value.dtype),
-                                                   attention_weights.to(value.dtype))
+        return multi_scale_deform_attn.multi_scale_deformable_attn_pytorch(
+            value, spatial_shapes, sampling_locations.to(value.dtype), attention_weights.to(value.dtype))
 
 
 def install() -> bool:
     """Route mmcv's ``MultiScaleDeformableAttention`` through :class:`RoutedMSDeformAttnFunction` (idempotent).
 
     Returns:
-        False when ``mmcv.ops`` cannot be imported (mmcv-lite without any ext): nothing is changed then.
+        True (the fix is installed only where ``mmcv.ops`` imports, see ``rass_mmseg.compat.FIXES``).
     """
-    try:
-        from mmcv.ops import multi_scale_deform_attn
-    except ImportError:
-        return False
-    current = multi_scale_deform_attn.MultiScaleDeformableAttnFunction
-    if current is not RoutedMSDeformAttnFunction:
-        RoutedMSDeformAttnFunction.kernel = current
-        multi_scale_deform_attn.MultiScaleDeformableAttnFunction = RoutedMSDeformAttnFunction
+    multi_scale_deform_attn.MultiScaleDeformableAttnFunction = RoutedMSDeformAttnFunction
     return True
