@@ -7,12 +7,15 @@ each changes and when it applies, and :func:`installed_fixes` which ones this pr
 - :mod:`.checkpoint_loading` (always; the project's policy that no file runs code): mmengine's checkpoint loader
   reads local files with ``torch.load(weights_only=True)``; mmengine <= 0.10.7 passes no ``weights_only`` (which
   runs a file's pickled code under torch < 2.6 and refuses mmengine's own checkpoints under torch >= 2.6), so
-  checkpoints written by mmengine (ours and stock ones) load with only the globals they need allowed.
+  checkpoints written by mmengine (ours and stock ones) load with only the globals they need allowed. URLs and
+  model-zoo names (:mod:`.remote_checkpoint_loading`) are downloaded to torch's hub cache and loaded the same way
+  (mmengine unpickles them with ``weights_only=False``).
 - :mod:`.cpu_distributed` (mmengine <= 0.10.7, the versions checked): the ``pytorch`` launcher trains on
   CPU-only machines (gloo) instead of calling ``torch.cuda.set_device``; with an accelerator nothing changes.
 - :mod:`.ms_deform_attn` (mmcv with ``mmcv.ops``, <= 2.2.0, the versions checked): mmcv's
   ``MultiScaleDeformableAttention`` (Mask2Former's pixel decoder) runs on a GPU when the compiled ops lack CUDA
-  kernels or the input is bfloat16, which mmcv's kernel does not dispatch.
+  kernels or the input is bfloat16, which mmcv's kernel does not dispatch (through a subclass of mmcv's autograd
+  function).
 - :mod:`.mmseg_inferencer` (mmseg <= 1.2.2, the versions checked): ``MMSegInferencer`` accepts test pipelines
   whose loader subclasses ``LoadImageFromFile``, and refuses a restorer's predictions with one line.
 

@@ -1,5 +1,7 @@
+import argparse
 import os
 import pickle
+import re
 import subprocess
 import sys
 import zipfile
@@ -13,7 +15,7 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
 from torch import nn
 
-from rass_mmseg.compat import CHECKPOINT_SAFE_GLOBALS
+from rass_mmseg.compat import CHECKPOINT_SAFE_GLOBALS, checkpoint_loading
 
 
 class TinyRegressor(BaseModel):
@@ -176,3 +178,67 @@ def test_getattr_on_anything_but_history_buffer_statistics_is_refused(tmp_path, 
         _load_checkpoint(str(hostile))
     message = str(error.value)
     assert message.startswith(f'refused to load {hostile}') and shown in message and '\n' not in message
+
+
+def test_escape_hatch_loads_a_trusted_old_checkpoint_loudly(tmp_path, monkeypatch):
+    """torch's documented TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 loads a checkpoint holding a non-tensor object (it
+    does without the plugin), with a warning naming the file and what weights-only loading refused."""
+    path = tmp_path / 'old.pth'
+    torch.save({'state_dict': TinyRegressor().state_dict(), 'args': argparse.Namespace(lr=0.1)}, path)
+    logs = []
+    monkeypatch.setattr(checkpoint_loading, 'print_log', lambda message, **kwargs: logs.append(message))
+    monkeypatch.delenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', raising=False)
+    with pytest.raises(pickle.UnpicklingError, match=r'refused to load .*old.pth.*argparse.Namespace'):
+        _load_checkpoint(str(path))
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    assert _load_checkpoint(str(path))['args'] == argparse.Namespace(lr=0.1)
+    assert len(logs) == 1 and str(path) in logs[0] and 'argparse.Namespace' in logs[0]
+    assert 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD' in logs[0] and 'weights_only=False' in logs[0]
+
+
+def damaged_copies(source, folder):
+    """A checkpoint cut short (zip and legacy formats), an empty file and a text file named .pth."""
+    data = source.read_bytes()
+    legacy = folder / 'legacy.pth'
+    torch.save(torch.load(source, weights_only=True), legacy, _use_new_zipfile_serialization=False)
+    copies = {'truncated.pth': data[:len(data) // 2], 'cut_end.pth': data[:-7], 'empty.pth': b'',
+              'legacy_cut.pth': legacy.read_bytes()[:-5], 'notes.pth': b'not a checkpoint\n'}
+    for name, content in copies.items():
+        (folder / name).write_bytes(content)
+    return [folder / name for name in copies]
+
+
+def test_unreadable_checkpoint_fails_in_one_line_naming_it(tmp_path):
+    source = tmp_path / 'good.pth'
+    torch.save({'state_dict': TinyRegressor().state_dict()}, source)
+    for path in damaged_copies(source, tmp_path):
+        with pytest.raises(ValueError) as error:
+            load_checkpoint(TinyRegressor(), str(path))
+        message = str(error.value)
+        assert message.startswith(f'cannot read checkpoint {path}: ') and 'truncated' in message
+        assert '\n' not in message
+
+
+def test_resume_from_a_truncated_last_checkpoint_names_the_file(tmp_path):
+    make_runner(tmp_path, 2).train()
+    checkpoint = tmp_path / 'iter_2.pth'
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # an interrupted copy
+    assert (tmp_path / 'last_checkpoint').read_text().strip() == str(checkpoint)
+    with pytest.raises(ValueError, match=f'^cannot read checkpoint {re.escape(str(checkpoint))}: [^\n]*$'):
+        make_runner(tmp_path, 4, resume=True).train()
+
+
+def test_non_finite_weights_are_reported_by_name_and_count(tmp_path, monkeypatch):
+    state = TinyRegressor().state_dict()
+    path = tmp_path / 'diverged.pth'
+    torch.save({'state_dict': state}, path)
+    logs = []
+    monkeypatch.setattr(checkpoint_loading, 'print_log', lambda message, **kwargs: logs.append(message))
+    load_checkpoint(TinyRegressor(), str(path))
+    assert logs == []  # finite weights: nothing to report
+    state['linear.weight'][0, 1] = float('nan')
+    state['linear.bias'][0] = float('-inf')
+    torch.save({'state_dict': state, 'meta': {}}, path)
+    load_checkpoint(TinyRegressor(), str(path))
+    assert len(logs) == 1 and str(path) in logs[0]
+    assert '2 tensor(s)' in logs[0] and 'linear.weight (1 of 2)' in logs[0] and 'linear.bias (1 of 1)' in logs[0]

@@ -7,6 +7,7 @@ import re
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg.registry import MODELS
 
 from rass_mmseg.models.utils.lora import merge_lora_adapter
@@ -75,4 +76,30 @@ def test_hostile_file_as_scr_weights_in_restore_then_segment_is_refused(hostile)
     r2s.model.segmentor_checkpoint = None
     with pytest.raises(pickle.UnpicklingError, match=f'refused to load {re.escape(str(path))}: weights-only loading'):
         MODELS.build(r2s.model)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('how', ['CheckpointLoader', 'restorer_checkpoint'])
+def test_hostile_file_named_by_url_is_refused_from_the_hub_cache(hostile, tmp_path, monkeypatch, how):
+    """mmengine reads a URL through torch.hub's cache ($TORCH_HOME/hub/checkpoints): a pickle put there is refused,
+    as a local file is (no download happens: the file is cached)."""
+    path, marker = hostile
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    monkeypatch.delenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', raising=False)
+    cached = tmp_path / 'torch' / 'hub' / 'checkpoints' / 'x.pth'
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(path.read_bytes())
+    torch.load(str(cached), weights_only=False)  # the control: unpickling it runs code
+    assert marker.exists()
+    marker.unlink()
+    url = 'https://example.invalid/x.pth'
+    with pytest.raises(pickle.UnpicklingError, match=f'^refused to load {re.escape(url)} \\({re.escape(str(cached))}'):
+        if how == 'CheckpointLoader':
+            CheckpointLoader.load_checkpoint(url)
+        else:
+            r2s = Config.fromfile(
+                repo_path('configs', 'protocols', 'r2s_scr-tiny-sd_segformer-mit-tiny_textures-lq-128x128.py'))
+            r2s.model.restorer_checkpoint = url
+            r2s.model.segmentor_checkpoint = None
+            MODELS.build(r2s.model)
     assert not marker.exists()
