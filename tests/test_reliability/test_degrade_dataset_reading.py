@@ -230,7 +230,7 @@ def test_a_decompression_bomb_stops_the_run_before_it_is_decoded(tmp_path, monke
     assert not osp.exists(tmp_path / 'lq' / 'good.png')
 
 
-def test_the_pixel_limit_comes_from_the_option_else_the_config(tmp_path):
+def test_the_pixel_limit_comes_from_the_option_else_the_config(tmp_path, monkeypatch):
     source = tmp_path / 'src'
     source.mkdir()
     Image.fromarray(_rgb()).save(source / 'image.png')  # 48 x 40 = 1920 pixels
@@ -240,6 +240,10 @@ def test_the_pixel_limit_comes_from_the_option_else_the_config(tmp_path):
     with pytest.raises(SystemExit, match=r'image\.png: its header declares 48x40 pixels .* --max-pixels=1000;'):
         tool.main([str(source), str(tmp_path / 'lq'), '--config', config])
     assert tool.main([str(source), str(tmp_path / 'lq'), '--config', config, '--max-pixels', '1920']) == 0
+    bomb = _bomb(source / 'bomb.png', 12000, 10000)
+    monkeypatch.setattr(mmcv, 'imfrombytes', _Decoder(OSError('decoded'), failing=(bomb.read_bytes(), )))
+    with pytest.raises(SystemExit, match=r'bomb\.png: cannot read the image, .* \[OSError: decoded\]'):
+        tool.main([str(source), str(tmp_path / 'lq'), '--config', config, '--max-pixels', '0'])  # 0: no limit
     manifest = json.loads((tmp_path / 'lq' / 'manifest.json').read_text())
     assert manifest['loader'] == tool.DEFAULT_LOADER_RECORD  # which files are refused is not how they decode
     with pytest.raises(SystemExit, match='--max-pixels must be at least 1'):
@@ -249,11 +253,11 @@ def test_the_pixel_limit_comes_from_the_option_else_the_config(tmp_path):
 def test_an_out_of_memory_decode_is_reported_as_such(tmp_path, monkeypatch):
     source = tmp_path / 'src'
     source.mkdir()
-    large = _bomb(source / 'large.png', 12000, 10000)
+    large = _bomb(source / 'large.png', 9000, 8000)  # under the default limit: handed to the decoder
     monkeypatch.setattr(mmcv, 'imfrombytes', _Decoder(MemoryError(), failing=(large.read_bytes(), )))
     with pytest.raises(SystemExit) as exit_info:
-        tool.main([str(source), str(tmp_path / 'lq'), '--max-pixels', '0'])  # 0: no limit
+        tool.main([str(source), str(tmp_path / 'lq')])
     message = str(exit_info.value.code)
     assert message.startswith(f'degrade_dataset.py: error: {large}: out of memory decoding the image, its header '
-                              'declares 12000x10000 pixels (120.0 megapixels); ')
+                              'declares 9000x8000 pixels (72.0 megapixels); ')
     assert '\n' not in message and 'truncated' not in message
