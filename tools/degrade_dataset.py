@@ -15,12 +15,17 @@ itself is replaced by ``LoadImageFromFileChecked`` with the same arguments (the 
 decodes, except a 16-bit image with ``imdecode_backend='pillow'``, which mmcv saturates to white and the checked
 loader scales as cv2 does), so an empty, truncated or non-image file stops the run with a one-line error naming it.
 
-Images are written as PNG (lossless, same stem and sub-folders), so a dataset config needs ``img_suffix='.png'``.
-The run is resumable: finished images are skipped, and a partly written file never carries the final name.
+Images are written as PNG (lossless, same stem and sub-folders), so a dataset config needs ``img_suffix='.png'``;
+two source images that would be written as one file (``a.jpg`` and ``a.png``) are refused before anything is
+written. A file whose header declares more than ``--max-pixels`` pixels is refused before it is decoded (a
+decompression bomb: a 389 KB PNG can declare 20000x20000 pixels), and a decode that runs out of memory is reported
+as that. The run is resumable: finished images are skipped, and a partly written file never carries the final name.
 ``manifest.json`` (seed, degradation parameters, the backend that ran them, image loader, rass_mmseg version) is
 written next to the images; a folder whose manifest has another seed, other parameters, another backend or another
-loader is refused (a manifest written before the loader was recorded counts as the default loader, one written
-before the backend was recorded as ``'torch'``: that is how those images were made).
+loader, or written from another source folder (or label folder), is refused (a manifest written before the loader
+was recorded counts as the default loader, one written before the backend was recorded as ``'torch'``: that is how
+those images were made). The label output folder must be neither the image output folder nor inside it (or around
+it), so that labels and images never mix.
 
 On the CPU the engine runs its OpenCV backend (``backend='auto'``), as the preprocessor does on the CPU, so the
 output stays equal to ``degrade='test'`` on the CPU; set ``backend='torch'`` in the config's degradation keys to
@@ -42,8 +47,9 @@ DEFAULT_LOADER = dict(type='LoadImageFromFileChecked')
 #: Its manifest record (see ``loader_record``), also the loader of manifests written before it was recorded.
 DEFAULT_LOADER_RECORD = dict(type='LoadImageFromFileChecked', color_type='color', imdecode_backend='cv2',
                              to_float32=False)
-#: Loader arguments that say where the bytes come from, not how they decode (left out of the manifest).
-FILE_ACCESS_KEYS = ('type', '_scope_', 'backend_args', 'file_client_args', 'ignore_empty')
+#: Loader arguments that say where the bytes come from or which files are refused, not how they decode (left out of
+#: the manifest); the tool checks ``max_pixels`` itself (``--max-pixels``).
+FILE_ACCESS_KEYS = ('type', '_scope_', 'backend_args', 'file_client_args', 'ignore_empty', 'max_pixels')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -61,7 +67,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'the images; default: the RASS values and the loader defaults (cv2, color)')
     parser.add_argument('--batch-size', type=int, default=8, help='images of one size degraded together')
     parser.add_argument('--device', default='cpu', help='torch device (bit-exact reruns are promised on cpu)')
-    parser.add_argument('--limit', type=int, default=None, help='stop after this many new images')
+    parser.add_argument('--limit', type=int, default=None, help='stop after this many new images (at least 1)')
+    parser.add_argument('--max-pixels', type=int, default=None,
+                        help='refuse, before decoding, an image whose header declares more pixels (width x height) '
+                        "than this (default: the max_pixels of --config's image loader, else 100000000, above every "
+                        'real dataset photo); 0 checks nothing')
     return parser.parse_args(argv)
 
 
@@ -89,8 +99,16 @@ def check_folders(args: argparse.Namespace) -> None:
         fail('--label-dir and --out-label-dir go together')
     if args.label_dir and not osp.isdir(args.label_dir):
         fail(f'label folder {args.label_dir!r} does not exist')
+    if args.out_label_dir and (is_within(args.out_label_dir, args.out_dir) or is_within(args.out_dir,
+                                                                                      args.out_label_dir)):
+        fail(f'--out-label-dir {args.out_label_dir!r} and the image output folder {args.out_dir!r} must be separate '
+             'folders, neither inside the other (labels and images would mix)')
     if args.batch_size < 1:
         fail(f'--batch-size must be at least 1, got {args.batch_size}')
+    if args.limit is not None and args.limit < 1:
+        fail(f'--limit must be at least 1, got {args.limit} (leave it out to degrade every image)')
+    if args.max_pixels is not None and args.max_pixels < 0:
+        fail(f'--max-pixels must be at least 1 (or 0: no check), got {args.max_pixels}')
 
 
 def list_files(folder: str, extensions: Optional[Tuple[str, ...]] = None) -> List[str]:
@@ -105,6 +123,17 @@ def list_files(folder: str, extensions: Optional[Tuple[str, ...]] = None) -> Lis
 
 def output_path(out_dir: str, relative: str) -> str:
     return osp.join(out_dir, osp.splitext(relative)[0] + '.png')
+
+
+def check_one_output_per_image(src_dir: str, out_dir: str, relatives: List[str]) -> None:
+    """Refuse two source images that would be written as one output file (``a.jpg`` and ``a.png``)."""
+    written_from: Dict[str, str] = {}
+    for relative in relatives:
+        target = output_path(out_dir, relative)
+        if target in written_from:
+            fail(f'{osp.join(src_dir, written_from[target])} and {osp.join(src_dir, relative)} would both be written '
+                 f'as {target}; rename one of them (images are written as PNG under their stem)')
+        written_from[target] = relative
 
 
 def load_settings(args: argparse.Namespace) -> Tuple[Dict[str, Any], int, Dict[str, Any], str]:
@@ -163,15 +192,42 @@ def loader_record(loader: Any, loader_cfg: Dict[str, Any]) -> Dict[str, Any]:
     return record
 
 
-def read_image(loader: Any, path: str) -> Any:
+def max_pixels_of(args: argparse.Namespace, loader_cfg: Dict[str, Any]) -> Optional[int]:
+    """The pixel limit: ``--max-pixels`` (0: none), else the loader's ``max_pixels``, else the default."""
+    from rass_mmseg.datasets.image_header import DEFAULT_MAX_PIXELS
+    if args.max_pixels is not None:
+        return args.max_pixels or None
+    return loader_cfg.get('max_pixels', DEFAULT_MAX_PIXELS)
+
+
+def build_loader(loader_cfg: Dict[str, Any]) -> Any:
+    """The image loader; a file that does not decode stops the run (``read_image`` checks the pixel limit)."""
+    from mmseg.registry import TRANSFORMS
+
+    from rass_mmseg.datasets import LoadImageFromFileChecked
+    loader = TRANSFORMS.build(dict(loader_cfg, ignore_empty=False))
+    if isinstance(loader, LoadImageFromFileChecked):
+        loader.max_pixels = None  # read_image checks --max-pixels (by default the config's value) for every loader
+    return loader
+
+
+def read_image(loader: Any, path: str, max_pixels: Optional[int] = None) -> Any:
     """The image at ``path`` as the loader gives it, as 3-channel uint8 BGR; a one-line error naming the file
-    when it cannot be read or is not such an image.
+    when it cannot be read, declares more than ``max_pixels`` pixels (checked before decoding) or is not such an
+    image.
 
     Args:
         loader: The built image loader (a ``LoadImageFromFile`` subclass).
         path: The image file.
+        max_pixels: The largest ``width * height`` that its header may declare; ``None`` checks nothing.
     """
     import numpy as np
+
+    from rass_mmseg.datasets.image_header import check_pixel_limit, describe_declared_size
+    try:
+        check_pixel_limit(path, path, max_pixels, setting='--max-pixels')
+    except OSError as error:
+        fail(str(error))
     try:
         results = loader(dict(img_path=path))
     except Exception as error:  # LoadImageFromFileChecked's OSError is one line naming the file; others may not be
@@ -179,6 +235,9 @@ def read_image(loader: Any, path: str) -> Any:
         if len(lines) == 1 and lines[0].startswith(f'{path}: '):
             fail(lines[0])
         reason = lines[-1][:200] if lines else ''
+        if isinstance(error, MemoryError):
+            fail(f'{path}: out of memory decoding the image with {type(loader).__name__}, '
+                 f'{describe_declared_size(path)}; free memory, or lower --max-pixels to refuse such files')
         fail(f'{path}: cannot read the image with {type(loader).__name__}: {type(error).__name__}: {reason}')
     if results is None:
         fail(f'{path}: the image loader returned nothing (ignore_empty); expected an image')
@@ -212,6 +271,15 @@ def check_existing_manifest(out_dir: str, manifest: Dict[str, Any]) -> None:
         if comparable(key, existing.get(key)) != comparable(key, manifest[key]):
             fail(f'{path} was written with another {key} ({existing.get(key)!r}); resume with the same settings '
                  'or use a new folder')
+    # the images and labels there are another folder's: resuming would skip them and report them as this one's
+    for what, before, now in (('source', existing.get('source'), manifest['source']),
+                              ('label source', (existing.get('labels') or {}).get('source'),
+                               (manifest['labels'] or {}).get('source'))):
+        if before and now and osp.realpath(before) != osp.realpath(now):
+            fail(f'{path} was written from the {what} folder {before!r}, not {now!r}; use a new output folder')
+    # the same folders (perhaps by another path): the record keeps the paths they were first written from
+    manifest['source'] = existing.get('source') or manifest['source']
+    manifest['labels'] = existing.get('labels') or manifest['labels']
 
 
 def comparable(key: str, value: Any) -> Any:
@@ -265,9 +333,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     degradation_keys, seed, loader_cfg, loader_source = load_settings(args)
     engine = build_degradation(degradation_keys)
     device = torch.device(args.device)
-    from mmseg.registry import TRANSFORMS
-    loader = TRANSFORMS.build(dict(loader_cfg, ignore_empty=False))  # a file that does not decode stops the run
+    loader = build_loader(loader_cfg)
+    max_pixels = max_pixels_of(args, loader_cfg)
     relatives = list_files(args.src_dir, IMAGE_EXTENSIONS)
+    check_one_output_per_image(args.src_dir, args.out_dir, relatives)
     manifest = dict(
         tool='tools/degrade_dataset.py',
         rass_mmseg_version=__version__,
@@ -295,7 +364,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for start in range(0, len(pending), args.batch_size * 4):
         chunk = pending[start:start + args.batch_size * 4]
         # Read as the test pipeline reads them (BGR, uint8).
-        images = [read_image(loader, osp.join(args.src_dir, relative)) for relative in chunk]
+        images = [read_image(loader, osp.join(args.src_dir, relative), max_pixels) for relative in chunk]
         for group in batches_of_equal_size(images, args.batch_size):
             hq = torch.from_numpy(np.stack([images[index][..., ::-1] for index in group])).to(device)
             hq = hq.permute(0, 3, 1, 2).float() / 255.0

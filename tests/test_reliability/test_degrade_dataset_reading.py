@@ -1,4 +1,5 @@
-"""tools/degrade_dataset.py reads every image exactly as the test pipeline does (issue 17, item 4).
+"""tools/degrade_dataset.py reads every image exactly as the test pipeline does (issue 17, item 4), and refuses
+decompression bombs before decoding them (issue 21, item 5).
 
 For each odd file (EXIF-rotated JPEG, 16-bit PNG, palette PNG, CMYK JPEG, grayscale, gray+alpha) and each loader
 setting of a config's test pipeline, the tool's output must equal the image that the config's own test pipeline
@@ -7,9 +8,12 @@ loads and its ``DegradationDataPreProcessor`` (``degrade='test'``, same seed) de
 """
 import json
 import os.path as osp
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
+import mmcv
 import numpy as np
 import pytest
 from mmcv.transforms import Compose
@@ -183,3 +187,77 @@ def test_resuming_a_folder_written_before_the_loader_was_recorded(odd_images, tm
         tool.main([str(odd_images), str(out), '--config', write_config(tmp_path, LOADERS['pillow'])])
     assert tool.main([str(odd_images), str(out)]) == 0  # the default loader reads as the old tool did
     assert len(list(out.glob('*.png'))) == len(KINDS)
+
+
+def _bomb(path: Path, width: int, height: int) -> Path:
+    """A real small PNG whose header is patched to declare ``width`` x ``height`` pixels (CRC recomputed)."""
+    Image.fromarray(_rgb()).save(path)
+    content = bytearray(path.read_bytes())
+    content[16:24] = struct.pack('>II', width, height)
+    content[29:33] = struct.pack('>I', zlib.crc32(bytes(content[12:29])))
+    path.write_bytes(bytes(content))
+    return path
+
+
+class _Decoder:
+    """mmcv's decoder, recording what it is given; raises ``error`` instead for the files in ``failing``."""
+
+    def __init__(self, error: BaseException = None, failing: tuple = ()):
+        self.decode, self.calls, self.error, self.failing = mmcv.imfrombytes, [], error, failing
+
+    def __call__(self, content, *args, **kwargs):
+        self.calls.append(content)
+        if content in self.failing:
+            raise self.error
+        return self.decode(content, *args, **kwargs)
+
+
+def test_a_decompression_bomb_stops_the_run_before_it_is_decoded(tmp_path, monkeypatch):
+    """Issue 21, item 5: a file declaring 12000x10000 pixels is refused from its header, before any decoding."""
+    source = tmp_path / 'src'
+    source.mkdir()
+    Image.fromarray(_rgb()).save(source / 'good.png')
+    bomb = _bomb(source / 'bomb.png', 12000, 10000)
+    decoder = _Decoder()
+    monkeypatch.setattr(mmcv, 'imfrombytes', decoder)
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main([str(source), str(tmp_path / 'lq')])
+    message = str(exit_info.value.code)
+    assert message.startswith(f'degrade_dataset.py: error: {bomb}: its header declares 12000x10000 pixels '
+                              '(120.0 megapixels), over the limit of --max-pixels=100000000; refused before decoding')
+    assert '\n' not in message
+    assert bomb.read_bytes() not in decoder.calls
+    assert not osp.exists(tmp_path / 'lq' / 'good.png')
+
+
+def test_the_pixel_limit_comes_from_the_option_else_the_config(tmp_path, monkeypatch):
+    source = tmp_path / 'src'
+    source.mkdir()
+    Image.fromarray(_rgb()).save(source / 'image.png')  # 48 x 40 = 1920 pixels
+    with pytest.raises(SystemExit, match=r'image\.png: its header declares 48x40 pixels .* --max-pixels=1919;'):
+        tool.main([str(source), str(tmp_path / 'lq'), '--max-pixels', '1919'])
+    config = write_config(tmp_path, dict(max_pixels=1000))
+    with pytest.raises(SystemExit, match=r'image\.png: its header declares 48x40 pixels .* --max-pixels=1000;'):
+        tool.main([str(source), str(tmp_path / 'lq'), '--config', config])
+    assert tool.main([str(source), str(tmp_path / 'lq'), '--config', config, '--max-pixels', '1920']) == 0
+    bomb = _bomb(source / 'bomb.png', 12000, 10000)
+    monkeypatch.setattr(mmcv, 'imfrombytes', _Decoder(OSError('decoded'), failing=(bomb.read_bytes(), )))
+    with pytest.raises(SystemExit, match=r'bomb\.png: cannot read the image, .* \[OSError: decoded\]'):
+        tool.main([str(source), str(tmp_path / 'lq'), '--config', config, '--max-pixels', '0'])  # 0: no limit
+    manifest = json.loads((tmp_path / 'lq' / 'manifest.json').read_text())
+    assert manifest['loader'] == tool.DEFAULT_LOADER_RECORD  # which files are refused is not how they decode
+    with pytest.raises(SystemExit, match='--max-pixels must be at least 1'):
+        tool.main([str(source), str(tmp_path / 'lq2'), '--max-pixels', '-1'])
+
+
+def test_an_out_of_memory_decode_is_reported_as_such(tmp_path, monkeypatch):
+    source = tmp_path / 'src'
+    source.mkdir()
+    large = _bomb(source / 'large.png', 9000, 8000)  # under the default limit: handed to the decoder
+    monkeypatch.setattr(mmcv, 'imfrombytes', _Decoder(MemoryError(), failing=(large.read_bytes(), )))
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main([str(source), str(tmp_path / 'lq')])
+    message = str(exit_info.value.code)
+    assert message.startswith(f'degrade_dataset.py: error: {large}: out of memory decoding the image, its header '
+                              'declares 9000x8000 pixels (72.0 megapixels); ')
+    assert '\n' not in message and 'truncated' not in message

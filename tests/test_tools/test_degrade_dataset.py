@@ -139,3 +139,65 @@ def test_public_rass_ops_run_on_torch_and_are_recorded(dataset, tmp_path):
     assert manifest['backend'] == 'torch' and manifest['degradation']['ops'] == 'public_rass'
     with pytest.raises(SystemExit, match='written with another degradation'):
         degrade(dataset)  # the default ops are libjpeg
+
+
+def _refusal(*argv) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main([str(arg) for arg in argv])
+    message = str(exit_info.value.code)
+    assert message.startswith('degrade_dataset.py: error: ') and '\n' not in message
+    return message
+
+
+def test_two_images_with_one_stem_are_refused_naming_both(dataset):
+    """Issue 21, item 4: coffee.jpg and coffee.png would both be written as coffee.png (one image lost)."""
+    images = dataset / 'src' / 'images'
+    cv2.imwrite(str(images / 'coffee.png'), cv2.imread(str(images / 'coffee.jpg')))
+    message = _refusal(images, dataset / 'out')
+    assert f'{images / "coffee.jpg"} and {images / "coffee.png"} would both be written as {dataset / "out"}' \
+        f'{os.sep}coffee.png' in message
+    assert not (dataset / 'out').exists()
+
+
+@pytest.mark.parametrize('limit', ['-1', '0'])
+def test_a_limit_below_one_is_refused(dataset, limit):
+    """Issue 21, item 4: --limit -1 silently dropped the last image (pending[:-1])."""
+    message = _refusal(dataset / 'src' / 'images', dataset / 'out', '--limit', limit)
+    assert f'--limit must be at least 1, got {limit}' in message
+    assert not (dataset / 'out').exists()
+
+
+@pytest.mark.parametrize('labels', ['the image output', 'inside it', 'around it'])
+def test_the_label_output_must_be_apart_from_the_image_output(dataset, labels):
+    """Issue 21, item 4: with --out-label-dir equal to the image output, labels named as the images were dropped."""
+    out = dataset / 'out' / 'images'
+    out_labels = {'the image output': out, 'inside it': out / 'labels', 'around it': dataset / 'out'}[labels]
+    message = _refusal(dataset / 'src' / 'images', out, '--label-dir', dataset / 'src' / 'labels',
+                       '--out-label-dir', out_labels)
+    assert f"--out-label-dir '{out_labels}' and the image output folder '{out}' must be separate folders" in message
+    assert not (dataset / 'out').exists()
+
+
+def test_an_output_written_from_another_source_is_refused(dataset, tmp_path):
+    """Issue 21, item 4: another source with the same names into a finished output degraded nothing, reported
+    success and rewrote the manifest's source."""
+    assert degrade(dataset) == 0
+    manifest = dataset / 'out' / 'images' / 'manifest.json'
+    written = manifest.read_bytes()
+    other = tmp_path / 'other'
+    os.makedirs(other / 'labels')
+    os.symlink(dataset / 'src' / 'images', other / 'same_images')  # the same folder by another path: resumes
+    for name in os.listdir(dataset / 'src' / 'images'):
+        if name.endswith('.jpg'):
+            os.makedirs(other / 'images', exist_ok=True)
+            image = cv2.imread(str(dataset / 'src' / 'images' / name))
+            cv2.imwrite(str(other / 'images' / name), 255 - image)
+    message = _refusal(other / 'images', dataset / 'out' / 'images')
+    assert (f"{manifest} was written from the source folder '{dataset / 'src' / 'images'}', not "
+            f"'{other / 'images'}'; use a new output folder") in message
+    message = _refusal(dataset / 'src' / 'images', dataset / 'out' / 'images', '--label-dir', other / 'labels',
+                       '--out-label-dir', dataset / 'out' / 'labels')
+    assert f"written from the label source folder '{dataset / 'src' / 'labels'}', not '{other / 'labels'}'" in message
+    assert manifest.read_bytes() == written  # the record of the source is never rewritten
+    assert tool.main([str(other / 'same_images'), str(dataset / 'out' / 'images')]) == 0
+    assert json.loads(manifest.read_text()) == json.loads(written)  # and the labels' record stays
