@@ -4,15 +4,21 @@ The LQ config is used because it has all the randomness of the training step: dr
 (torch's global generator) and the online degradation (``DegradationDataPreProcessor``'s own generator).
 mmengine 0.10.7 saves neither; ``RandomStateCheckpointHook`` (in every config's ``custom_hooks``) does.
 Random flips (numpy, data pipeline) are reproduced by mmengine's replay of the data loader on resume.
+
+A resume never writes over a checkpoint it did not load, and a second run into a work dir in use is refused
+(``CheckpointOverwriteGuardHook``).
 """
+import fcntl
+import hashlib
 import shutil
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from rass_mmseg.compat import load_from_local_weights_only
 from rass_mmseg.engine import RandomStateCheckpointHook
-from tests.utils import TINY_LQ
+from tests.utils import TINY, TINY_LQ
 
 DETERMINISTIC = 'randomness.deterministic=True'
 
@@ -90,3 +96,54 @@ def test_random_states_survive_a_weights_only_checkpoint_and_restore_only_on_res
     hook.before_train_iter(SimpleNamespace(model=fresh, iter=5), 0)  # resumed at the checkpoint's iteration
     assert torch.equal(torch.rand(4), expected_torch)
     assert torch.equal(fresh[0].draw(), expected_lazy)  # the lazily made generator was created and restored
+
+
+def checksums(work_dir) -> dict:
+    return {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in sorted(work_dir.glob('*.pth'))}
+
+
+def test_resume_without_last_checkpoint_resumes_from_the_checkpoints_and_never_overwrites_newer_ones(
+        train_tool, tmp_path):
+    # checkpoints copied from another machine: iter_*.pth but no last_checkpoint
+    work_dir = tmp_path / 'copied'
+    keep_all = 'default_hooks.checkpoint.max_keep_ckpts=-1'  # the config keeps 2: iter_3 would retire iter_1
+    train_tool(TINY, work_dir, 'train_cfg.max_iters=2', keep_all)
+    (work_dir / 'last_checkpoint').unlink()
+    copied = checksums(work_dir)
+    assert list(copied) == ['iter_1.pth', 'iter_2.pth']
+
+    train_tool(TINY, work_dir, 'train_cfg.max_iters=3', 'randomness.seed=123', keep_all, resume=True)
+    written = checksums(work_dir)
+    assert {k: v for k, v in written.items() if k in copied} == copied
+    log = sorted(work_dir.glob('*/*.log'))[-1].read_text()  # the resumed run's log
+    assert 'resuming from the newest checkpoint there' in log and 'resumed epoch: 0, iter: 2' in log
+    assert 'Iter(train) [3/3]' in log and 'Iter(train) [1/3]' not in log
+    assert (work_dir / 'last_checkpoint').read_text().strip().endswith('iter_3.pth')
+
+    # resuming an older checkpoint (explicit load_from) would write over iter_2 and iter_3: refused, naming them
+    with pytest.raises(FileExistsError, match=r'newer than the one resumed \(iteration 1\): iter_2.pth, iter_3.pth'):
+        train_tool(TINY, work_dir, 'train_cfg.max_iters=3', f'load_from={work_dir / "iter_1.pth"}', keep_all,
+                   resume=True)
+    assert checksums(work_dir) == written
+    assert lock_is_free(work_dir)  # the refused run (it raised inside the train loop) released the work dir
+
+
+def lock_is_free(work_dir) -> bool:
+    with open(work_dir / '.training.lock', 'a+') as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
+def test_a_second_run_into_a_work_dir_in_use_is_refused(train_tool, tmp_path):
+    work_dir = tmp_path / 'busy'
+    work_dir.mkdir()
+    with open(work_dir / '.training.lock', 'a+') as holder:  # the lock a first run (another process) holds
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        holder.write('pid 4242 on host elsewhere, started 2026-12-01T10:00:00\n')
+        holder.flush()
+        with pytest.raises(RuntimeError, match=r'is in use by another training run \(pid 4242 on host elsewhere'):
+            train_tool(TINY, work_dir, 'train_cfg.max_iters=1')
+    assert not list(work_dir.glob('*.pth'))
