@@ -13,9 +13,10 @@ model = dict(
     # every training prompt names all 150 classes (absent ones pushed to zero attention), like the test prompt
     negative_classes='all',
     # OSEDiff's third term: variational score distillation against the frozen SD 2.1-base (guidance 7.5), with a
-    # regulariser LoRA trained by its own diffusion loss and optimizer
+    # regulariser LoRA on the backbone's UNet trained by its own diffusion loss and optimizer
+    backbone=dict(regularizer=dict(lora_rank=4, lora_alpha=8)),
     vsd_loss=dict(type='VariationalScoreDistillationLoss', loss_weight=1.0, regularizer_weight=1.0,
-                  guidance_scale=7.5, timestep_range=(20, 980), negative_prompt='', lora_rank=4, lora_alpha=8))
+                  guidance_scale=7.5, timestep_range=(20, 980), negative_prompt=''))
 train_dataloader = dict(batch_size=4)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader

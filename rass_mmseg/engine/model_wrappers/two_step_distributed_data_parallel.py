@@ -12,8 +12,9 @@ class TwoStepDistributedDataParallel(MMDistributedDataParallel):
     mmengine's wrapper runs one forward and one update with one optimizer. A model with an ``OptimWrapperDict``
     (``SemanticConstrainedRestorer`` with VSD: restorer, then regulariser) implements ``train_step(data,
     optim_wrapper, forward)``; this wrapper passes itself as ``forward``, so every forward of the step goes
-    through DDP and its gradients are synchronised. Each step leaves some trainable parameters unused, so build it
-    with ``find_unused_parameters=True``.
+    through DDP and its gradients are synchronised (the regulariser's forward takes the restorer's latents of the
+    same step as its input). Each step leaves some trainable parameters unused, so build it with
+    ``find_unused_parameters=True``.
     """
 
     def train_step(self, data, optim_wrapper):

@@ -3,8 +3,6 @@ from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapperDict
 from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
-from ...models.losses.variational_score_distillation_loss import REGULARIZER_ADAPTER
-
 __all__ = ['SCRVSDOptimWrapperConstructor']
 
 
@@ -22,10 +20,11 @@ class _ParameterSubset(nn.Module):
 class SCRVSDOptimWrapperConstructor:
     """Builds ``OptimWrapperDict(generator=..., regularizer=...)`` from one ``optim_wrapper`` config.
 
-    OSEDiff trains its restorer and the VSD regulariser (``REGULARIZER_ADAPTER`` LoRA parameters) with separate
-    AdamW optimizers of the same settings, each with its own gradient clipping. Both wrappers here are built from the
-    same config (``type``, ``optimizer``, ``clip_grad``...); ``regularizer=dict(...)`` in the config overrides keys of
-    the regulariser's.
+    OSEDiff trains its restorer and the VSD regulariser with separate AdamW optimizers of the same settings, each with
+    its own gradient clipping. The regulariser's parameters are those the model's backbone returns from
+    ``regularizer_parameters()`` (:class:`~rass_mmseg.models.backbones.SCRBackbone` with ``regularizer``); the
+    restorer's are all other trainable ones. Both wrappers here are built from the same config (``type``,
+    ``optimizer``, ``clip_grad``...); ``regularizer=dict(...)`` in the config overrides keys of the regulariser's.
 
     Args:
         optim_wrapper_cfg: mmengine's ``optim_wrapper`` config (without ``constructor``).
@@ -38,15 +37,16 @@ class SCRVSDOptimWrapperConstructor:
         self.cfg = cfg
 
     def __call__(self, model: nn.Module) -> OptimWrapperDict:
-        """Split ``model``'s trainable parameters and build one wrapper for each part."""
+        """Split ``model``'s trainable parameters into the backbone's regulariser and the rest, one wrapper each."""
         model = model.module if hasattr(model, 'module') else model
-        marker = f'.{REGULARIZER_ADAPTER}.'
-        trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        regularizer = {n: p for n, p in trainable.items() if marker in n}
-        generator = {n: p for n, p in trainable.items() if marker not in n}
-        if not regularizer:
+        ask = getattr(getattr(model, 'backbone', None), 'regularizer_parameters', None)
+        regularizer_ids = {id(param) for param in ask()} if ask is not None else set()
+        if not regularizer_ids:
             raise ValueError('SCRVSDOptimWrapperConstructor: the model has no VSD regulariser parameters (set '
-                             'model.vsd_loss, or use the default constructor)')
+                             'model.backbone.regularizer and model.vsd_loss, or use the default constructor)')
+        trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        regularizer = {n: p for n, p in trainable.items() if id(p) in regularizer_ids}
+        generator = {n: p for n, p in trainable.items() if id(p) not in regularizer_ids}
         wrappers = {}
         for key, params, overrides in (('generator', generator, {}),
                                        ('regularizer', regularizer, self.regularizer_overrides)):

@@ -4,20 +4,31 @@ LQ image in [-1, 1] -> VAE encoder -> latent z_L -> UNet (SCR LoRA, text prompt)
 clean latent z_H predicted in one step, z_H = (z_L - sqrt(1 - a_t) * eps) / sqrt(a_t) for an epsilon-predicting
 UNet (a_t: the schedule's cumulative alpha product). :class:`~rass_mmseg.models.heads.SCRHead` decodes z_H with its
 VAE decoder. Trainable: the SCR LoRA adapter and ``conv_in``; VAE, text encoder and UNet base weights are frozen.
+
+With ``regularizer`` the backbone also owns the regulariser of OSEDiff's variational score distillation (VSD, see
+:class:`~rass_mmseg.models.losses.VariationalScoreDistillationLoss`): a second LoRA adapter (``vsd``) on the same UNet,
+which trains with an optimizer of its own (:meth:`SCRBackbone.regularizer_parameters`). One UNet then serves three
+models (:mod:`~rass_mmseg.models.utils.adapter_views`): the restorer (``forward``: the SCR adapter and the trained
+``conv_in``), the frozen pretrained model (:meth:`SCRBackbone.pretrained_noise`: no adapter, the original
+``conv_in``) and the regulariser (:meth:`SCRBackbone.regularizer_noise`: the ``vsd`` adapter, the original
+``conv_in``).
 """
 import os.path as osp
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from diffusers import DDPMScheduler
 from mmseg.registry import MODELS
-from torch import Tensor
+from peft.tuners.tuners_utils import BaseTunerLayer
+from torch import Tensor, nn
 
+from ..utils.adapter_views import active_adapters, call_with_weights
 from ..utils.cross_attention_capture import (
     CrossAttentionStore,
     cross_attention_layers_at_strides,
     install_cross_attention_capture,
 )
+from ..utils.lora import DEFAULT_LORA_TARGETS, add_lora_adapter, lora_parameter_names
 from .stable_diffusion_backbone import StableDiffusionBackbone
 
 __all__ = ['SCRBackbone', 'SD21_BASE_SCHEDULER']
@@ -26,6 +37,9 @@ __all__ = ['SCRBackbone', 'SD21_BASE_SCHEDULER']
 SD21_BASE_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                            beta_schedule='scaled_linear', prediction_type='epsilon', clip_sample=False,
                            steps_offset=1)
+
+#: Options of the VSD regulariser's LoRA and their defaults (OSEDiff: the restorer's rank and targets).
+REGULARIZER_DEFAULTS = dict(lora_rank=4, lora_alpha=8.0, lora_targets=DEFAULT_LORA_TARGETS)
 
 
 @MODELS.register_module()
@@ -42,15 +56,21 @@ class SCRBackbone(StableDiffusionBackbone):
         timestep: The UNet's timestep; 999 as in OSEDiff.
         attention_strides: Pixel strides of the cross-attention maps captured for the alignment loss (16 and 32:
             the 32x32 and 16x16 maps of a 512x512 input); empty to capture nothing.
+        regularizer: The VSD regulariser's LoRA, ``dict(lora_rank=4, lora_alpha=8.0, lora_targets=...)`` (every key
+            optional; the defaults are :data:`REGULARIZER_DEFAULTS`), for a segmentor with a ``vsd_loss``; None: no
+            regulariser.
         **kwargs: Everything else of :class:`StableDiffusionBackbone`.
     """
 
     adapter_name = 'scr'
+    #: Name of the VSD regulariser's LoRA adapter.
+    regularizer_adapter_name = 'vsd'
 
     def __init__(self,
                  scheduler: Optional[dict] = None,
                  timestep: int = 999,
                  attention_strides: Sequence[int] = (16, 32),
+                 regularizer: Optional[dict] = None,
                  **kwargs) -> None:
         super().__init__(timestep=timestep, **kwargs)
         with torch.device('cpu'):  # plain numbers, also when the model is built on the meta device
@@ -72,6 +92,80 @@ class SCRBackbone(StableDiffusionBackbone):
         if attention_strides:
             self.capture_layers = cross_attention_layers_at_strides(self.unet, attention_strides, self.latent_stride)
             self.attention_store = install_cross_attention_capture(self.unet, self.capture_layers)
+        self._original_names: List[str] = []
+        self.has_regularizer = regularizer is not None
+        if self.has_regularizer:
+            self._add_regularizer(regularizer)
+
+    def _add_regularizer(self, options: dict) -> None:
+        """Add the regulariser adapter to the UNet and keep the original weights of the modules trained in full."""
+        unknown = set(options) - set(REGULARIZER_DEFAULTS)
+        if unknown:
+            raise ValueError(f'SCRBackbone regularizer: unknown keys {sorted(unknown)}; expected some of '
+                             f'{sorted(REGULARIZER_DEFAULTS)}')
+        options = {**REGULARIZER_DEFAULTS, **options}
+        unet = self.unet
+        self._original_names = [name for name, param in unet.named_parameters()
+                                if param.requires_grad and 'lora_' not in name]
+        for index, name in enumerate(self._original_names):  # buffers follow .to(device); never saved
+            original = unet.get_parameter(name).detach().clone()
+            self.register_buffer(f'original_weight_{index}', original, persistent=False)
+        flags = {name: param.requires_grad for name, param in unet.named_parameters()}
+        active = {name: list(m.active_adapters) for name, m in unet.named_modules() if isinstance(m, BaseTunerLayer)}
+        add_lora_adapter(unet, self.regularizer_adapter_name, options['lora_rank'], options['lora_alpha'],
+                         tuple(options['lora_targets']))
+        for name, module in unet.named_modules():  # peft activates the new adapter: the restorer keeps its own
+            if name in active:
+                module.set_adapter(active[name])
+        regularizer = set(lora_parameter_names(unet, self.regularizer_adapter_name))
+        for name, param in unet.named_parameters():
+            param.requires_grad = flags.get(name, False) or name in regularizer
+
+    def regularizer_parameters(self) -> List[nn.Parameter]:
+        """The VSD regulariser's trainable parameters (its LoRA), in the model's order; empty without one."""
+        if not self.has_regularizer:
+            return []
+        names = set(lora_parameter_names(self.unet, self.regularizer_adapter_name))
+        return [param for name, param in self.unet.named_parameters() if name in names]
+
+    def _original_weights(self) -> Dict[str, Tensor]:
+        """The weights before training of the UNet modules the restorer trains in full (``conv_in``), by name."""
+        return {name: getattr(self, f'original_weight_{index}') for index, name in enumerate(self._original_names)}
+
+    def _check_regularizer(self) -> None:
+        if not self.has_regularizer:
+            raise ValueError('SCRBackbone: the pretrained and regulariser views need regularizer=dict(...)')
+
+    def pretrained_noise(self, noisy: Tensor, timesteps: Tensor, encoder_hidden_states: Tensor,
+                         encoder_attention_mask: Optional[Tensor] = None) -> Tensor:
+        """The frozen pretrained UNet's noise prediction (no adapter, the original ``conv_in``; no guidance).
+
+        Args:
+            noisy: Noisy latents (N, C, h, w) in the UNet's dtype.
+            timesteps: Their (N, ) timesteps.
+            encoder_hidden_states: Prompt embeddings (N, L, D).
+            encoder_attention_mask: Their (N, L) attention mask, or None.
+        """
+        self._check_regularizer()
+        with active_adapters(self.unet, None):
+            return call_with_weights(self.unet, self._original_weights(), noisy, timesteps,
+                                     encoder_hidden_states=encoder_hidden_states,
+                                     encoder_attention_mask=encoder_attention_mask).sample
+
+    def regularizer_noise(self, noisy: Tensor, timesteps: Tensor, encoder_hidden_states: Tensor,
+                          encoder_attention_mask: Optional[Tensor] = None) -> Tensor:
+        """The regulariser's noise prediction (UNet + ``vsd`` adapter, the original ``conv_in``); arguments as
+        :meth:`pretrained_noise`."""
+        self._check_regularizer()
+        with active_adapters(self.unet, [self.regularizer_adapter_name]):
+            return call_with_weights(self.unet, self._original_weights(), noisy, timesteps,
+                                     encoder_hidden_states=encoder_hidden_states,
+                                     encoder_attention_mask=encoder_attention_mask).sample
+
+    def conditioning(self, batch_size: int, encoder_hidden_states: Optional[Tensor], device) -> Tensor:
+        """The prompt embeddings (N, L, D) that :meth:`forward` gives the UNet for a batch of ``batch_size`` images:
+        ``encoder_hidden_states`` ((N, L, D) or (1, L, D)), or None for the prompt source's, in the UNet's dtype."""
+        return self._conditioning(batch_size, encoder_hidden_states, device)
 
     @staticmethod
     def _build_scheduler(pretrained: Optional[str], scheduler: Optional[dict]) -> DDPMScheduler:
@@ -124,7 +218,7 @@ class SCRBackbone(StableDiffusionBackbone):
             Scaled clean latents (N, C, H' / 8, W' / 8) of the padded size H' x W'.
         """
         images = self.check_and_pad(inputs)
-        conditioning = self._conditioning(images.shape[0], encoder_hidden_states, images.device)
+        conditioning = self.conditioning(images.shape[0], encoder_hidden_states, images.device)
         latents = self.encode_latents(images).to(self.unet.dtype)
         if capture_attention:
             if self.attention_store is None:

@@ -11,32 +11,29 @@ the same UNet with its own LoRA, trained by the ordinary diffusion loss on the r
 
 Facts from the OSEDiff code: t in [20, 980) for VSD, [0, 1000) for the regulariser's loss, guidance 7.5, both loss
 weights 1, the regulariser's LoRA of the restorer's rank and targets, its own AdamW. Here one UNet serves the three
-models (the SCR adapter, no adapter, the ``vsd`` adapter; see :mod:`~rass_mmseg.models.utils.adapter_views`) instead
-of OSEDiff's three UNet copies; the pretrained views use the original ``conv_in`` (the generator trains its own).
+models: :class:`~rass_mmseg.models.backbones.SCRBackbone` with ``regularizer`` owns the regulariser adapter and its
+views (``pretrained_noise``, ``regularizer_noise``) instead of OSEDiff's three UNet copies. This loss holds no
+parameters and no state: both terms are functions of the backbone and the latents they are given.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmseg.registry import MODELS
-from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import Tensor, nn
 
-from ..utils.adapter_views import active_adapters, call_with_weights
-from ..utils.lora import DEFAULT_LORA_TARGETS, add_lora_adapter, lora_parameter_names
+__all__ = ['VariationalScoreDistillationLoss']
 
-__all__ = ['VariationalScoreDistillationLoss', 'REGULARIZER_ADAPTER']
-
-REGULARIZER_ADAPTER = 'vsd'
+#: Keys that moved to ``model.backbone.regularizer`` (the backbone owns the regulariser adapter).
+_MOVED_KEYS = ('lora_rank', 'lora_alpha', 'lora_targets')
 
 
 @MODELS.register_module()
 class VariationalScoreDistillationLoss(nn.Module):
     """VSD loss of a one-step SD restorer and the diffusion loss of its regulariser LoRA.
 
-    Call :meth:`attach` once with the :class:`~rass_mmseg.models.backbones.SCRBackbone` (the segmentor does): it
-    adds the regulariser adapter to the backbone's UNet and keeps the original weights of the modules the generator
-    trains in full.
+    Both terms take the :class:`~rass_mmseg.models.backbones.SCRBackbone` built with ``regularizer=dict(...)``,
+    whose adapter the second term trains.
 
     Args:
         loss_weight: Weight of the VSD term (OSEDiff's ``lambda_vsd``).
@@ -44,9 +41,6 @@ class VariationalScoreDistillationLoss(nn.Module):
         guidance_scale: Classifier-free guidance of the pretrained prediction (``cfg_vsd``).
         timestep_range: [low, high) of the VSD timesteps.
         negative_prompt: The unconditional prompt of the guidance (OSEDiff's ``neg_prompt``).
-        lora_rank: Rank of the regulariser's LoRA.
-        lora_alpha: Its scaling numerator.
-        lora_targets: Its target modules.
         loss_name: Key of the VSD term in the losses dict.
     """
 
@@ -56,10 +50,14 @@ class VariationalScoreDistillationLoss(nn.Module):
                  guidance_scale: float = 7.5,
                  timestep_range: Tuple[int, int] = (20, 980),
                  negative_prompt: str = '',
-                 lora_rank: int = 4,
-                 lora_alpha: float = 8.0,
-                 lora_targets: Sequence[str] = DEFAULT_LORA_TARGETS,
-                 loss_name: str = 'loss_vsd') -> None:
+                 loss_name: str = 'loss_vsd',
+                 **kwargs) -> None:
+        moved = [key for key in _MOVED_KEYS if key in kwargs]
+        if moved:
+            raise ValueError(f'VariationalScoreDistillationLoss: {moved[0]} is a key of model.backbone.regularizer '
+                             f'now (the backbone owns the regulariser LoRA); move model.vsd_loss.{moved[0]} there')
+        if kwargs:
+            raise TypeError(f'VariationalScoreDistillationLoss got unexpected arguments {sorted(kwargs)}')
         super().__init__()
         low, high = timestep_range
         if not 0 <= low < high:
@@ -69,64 +67,37 @@ class VariationalScoreDistillationLoss(nn.Module):
         self.guidance_scale = guidance_scale
         self.timestep_range = (int(low), int(high))
         self.negative_prompt = negative_prompt
-        self.lora_rank, self.lora_alpha, self.lora_targets = lora_rank, lora_alpha, tuple(lora_targets)
         self._loss_name = loss_name
-        self._original_names: List[str] = []
 
     @property
     def loss_name(self) -> str:
         """Key of the VSD term in the losses dict."""
         return self._loss_name
 
-    def attach(self, backbone: nn.Module) -> None:
-        """Add the regulariser adapter to ``backbone.unet`` and keep the original weights of fully trained modules."""
-        unet = backbone.unet
+    def check_backbone(self, backbone: nn.Module) -> None:
+        """Raise a one-line error unless ``backbone`` has the regulariser and the timesteps this loss draws."""
+        if not getattr(backbone, 'has_regularizer', False):
+            raise ValueError('VariationalScoreDistillationLoss needs the regulariser LoRA of the backbone: set '
+                             'model.backbone.regularizer=dict() (keys lora_rank, lora_alpha, lora_targets)')
         if backbone.num_train_timesteps < self.timestep_range[1]:
             raise ValueError(f'VariationalScoreDistillationLoss timestep_range {self.timestep_range} exceeds the '
                              f"scheduler's {backbone.num_train_timesteps} timesteps")
-        self._original_names = [name for name, param in unet.named_parameters()
-                                if param.requires_grad and 'lora_' not in name]
-        for index, name in enumerate(self._original_names):  # buffers follow .to(device); never saved
-            original = unet.get_parameter(name).detach().clone()
-            self.register_buffer(f'original_weight_{index}', original, persistent=False)
-        flags = {name: param.requires_grad for name, param in unet.named_parameters()}
-        active = {name: list(m.active_adapters) for name, m in unet.named_modules() if isinstance(m, BaseTunerLayer)}
-        add_lora_adapter(unet, REGULARIZER_ADAPTER, self.lora_rank, self.lora_alpha, self.lora_targets)
-        for name, module in unet.named_modules():  # peft activates the new adapter: the generator keeps its own
-            if name in active:
-                module.set_adapter(active[name])
-        regularizer = set(lora_parameter_names(unet, REGULARIZER_ADAPTER))
-        for name, param in unet.named_parameters():
-            param.requires_grad = flags.get(name, False) or name in regularizer
 
-    def _originals(self) -> Dict[str, Tensor]:
-        return {name: getattr(self, f'original_weight_{index}') for index, name in enumerate(self._original_names)}
-
-    def pretrained_noise(self, backbone: nn.Module, noisy: Tensor, timesteps: Tensor, conditioning: Tensor,
-                         mask: Optional[Tensor]) -> Tensor:
+    def guided_noise(self, backbone: nn.Module, noisy: Tensor, timesteps: Tensor, conditioning: Tensor,
+                     mask: Optional[Tensor]) -> Tensor:
         """The frozen pretrained UNet's noise prediction with classifier-free guidance."""
-        unet = backbone.unet
         unconditional = backbone.encode_prompt([self.negative_prompt]).embeddings.to(conditioning)
         unconditional = unconditional.expand(noisy.shape[0], -1, -1)
-        with active_adapters(unet, None):
-            uncond = call_with_weights(unet, self._originals(), noisy, timesteps, encoder_hidden_states=unconditional)
-            cond = call_with_weights(unet, self._originals(), noisy, timesteps, encoder_hidden_states=conditioning,
-                                     encoder_attention_mask=mask)
-        return uncond.sample + self.guidance_scale * (cond.sample - uncond.sample)
-
-    def regularizer_noise(self, backbone: nn.Module, noisy: Tensor, timesteps: Tensor, conditioning: Tensor,
-                          mask: Optional[Tensor]) -> Tensor:
-        """The regulariser's (UNet + ``vsd`` adapter, original ``conv_in``) noise prediction."""
-        with active_adapters(backbone.unet, [REGULARIZER_ADAPTER]):
-            return call_with_weights(backbone.unet, self._originals(), noisy, timesteps,
-                                     encoder_hidden_states=conditioning, encoder_attention_mask=mask).sample
+        uncond = backbone.pretrained_noise(noisy, timesteps, unconditional)
+        cond = backbone.pretrained_noise(noisy, timesteps, conditioning, mask)
+        return uncond + self.guidance_scale * (cond - uncond)
 
     def forward(self, backbone: nn.Module, latents: Tensor, conditioning: Tensor,
                 mask: Optional[Tensor] = None) -> Tensor:
         """The weighted VSD term of restored latents ``latents`` (N, C, h, w), differentiable w.r.t. them.
 
         Args:
-            backbone: The SCR backbone (its UNet, schedule and prompt encoder).
+            backbone: The SCR backbone with a regulariser (its UNet views, schedule and prompt encoder).
             latents: The restorer's clean latents (scaled, as the UNet sees them).
             conditioning: The restorer's prompt embeddings, (N, L, D).
             mask: Their (N, L) attention mask, or None.
@@ -137,10 +108,11 @@ class VariationalScoreDistillationLoss(nn.Module):
         conditioning = conditioning.to(device=latents.device, dtype=backbone.unet.dtype)
         with torch.no_grad():
             noisy_input = noisy.to(backbone.unet.dtype)
-            pretrained = backbone.clean_latents(noisy, self.pretrained_noise(backbone, noisy_input, timesteps,
-                                                                            conditioning, mask).float(), timesteps)
-            regularizer = backbone.clean_latents(noisy, self.regularizer_noise(backbone, noisy_input, timesteps,
-                                                                              conditioning, mask).float(), timesteps)
+            pretrained = backbone.clean_latents(noisy, self.guided_noise(backbone, noisy_input, timesteps,
+                                                                         conditioning, mask).float(), timesteps)
+            regularizer = backbone.clean_latents(noisy, backbone.regularizer_noise(noisy_input, timesteps,
+                                                                                   conditioning, mask).float(),
+                                                 timesteps)
             weighting = (latents.detach().float() - pretrained).abs().mean(dim=(1, 2, 3), keepdim=True)
             grad = (regularizer - pretrained) / weighting.clamp_min(1e-8)
         latents = latents.float()
@@ -148,10 +120,11 @@ class VariationalScoreDistillationLoss(nn.Module):
 
     def regularizer_loss(self, backbone: nn.Module, latents: Tensor, conditioning: Tensor,
                          mask: Optional[Tensor] = None) -> Tensor:
-        """The weighted diffusion loss that trains the regulariser adapter on the restorer's detached latents."""
+        """The weighted diffusion loss that trains the backbone's regulariser adapter on the restorer's detached
+        latents (arguments as :meth:`forward`)."""
         latents = latents.detach()
         timesteps = torch.randint(0, backbone.num_train_timesteps, (latents.shape[0], ), device=latents.device)
         noise = torch.randn_like(latents)
         noisy = backbone.add_noise(latents, noise, timesteps).to(backbone.unet.dtype)
-        prediction = self.regularizer_noise(backbone, noisy, timesteps, conditioning.detach().to(noisy), mask)
+        prediction = backbone.regularizer_noise(noisy, timesteps, conditioning.detach().to(noisy), mask)
         return self.regularizer_weight * F.mse_loss(prediction.float(), noise.float())

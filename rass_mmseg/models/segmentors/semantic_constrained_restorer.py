@@ -1,5 +1,5 @@
 """SCR, stage 1 of RASS: a semantics-aware one-step restorer driven by mmseg's Runner, datasets and tools."""
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 from mmengine.optim import OptimWrapperDict
@@ -10,7 +10,7 @@ from mmseg.structures import SegDataSample
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
 from torch import Tensor
 
-__all__ = ['SemanticConstrainedRestorer']
+__all__ = ['SemanticConstrainedRestorer', 'RegularizerInputs']
 
 #: Where the VAE decoder lived in checkpoints written before the SCR head owned it.
 _MOVED_DECODER_KEYS = {'backbone.vae.decoder.': 'decode_head.vae.decoder.',
@@ -22,6 +22,13 @@ def _move_decoder_keys(module: 'SemanticConstrainedRestorer', state_dict: dict, 
     for old, new in _MOVED_DECODER_KEYS.items():
         for key in [k for k in state_dict if k.startswith(prefix + old)]:
             state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+
+
+class RegularizerInputs(NamedTuple):
+    """What the VSD regulariser's update of a training step reads from the restorer's update of the same step."""
+    latents: Tensor  #: the restored latents (N, C, h, w), detached
+    conditioning: Tensor  #: their prompt embeddings (N, L, D), detached
+    mask: Optional[Tensor]  #: the (N, L) attention mask of the embeddings, or None
 
 
 @MODELS.register_module()
@@ -43,10 +50,10 @@ class SemanticConstrainedRestorer(BaseSegmentor):
         decode_head: Config of :class:`~rass_mmseg.models.heads.SCRHead`.
         alignment_loss: Config of :class:`~rass_mmseg.models.losses.CrossAttentionAlignmentLoss`, or None.
         vsd_loss: Config of :class:`~rass_mmseg.models.losses.VariationalScoreDistillationLoss` (OSEDiff's third
-            term), or None. It trains a regulariser adapter with an optimizer of its own: the ``optim_wrapper`` must
-            then hold ``generator`` and ``regularizer`` wrappers (``constructor='SCRVSDOptimWrapperConstructor'``),
-            and several processes need ``model_wrapper_cfg=dict(type='TwoStepDistributedDataParallel',
-            find_unused_parameters=True)``.
+            term), or None. It needs the backbone's regulariser adapter (``backbone.regularizer=dict(...)``), which
+            trains with an optimizer of its own: the ``optim_wrapper`` must then hold ``generator`` and
+            ``regularizer`` wrappers (``constructor='SCRVSDOptimWrapperConstructor'``), and several processes need
+            ``model_wrapper_cfg=dict(type='TwoStepDistributedDataParallel', find_unused_parameters=True)``.
         gt_class_prompt: A ``ClassNamesPrompt`` config (``TASK_UTILS``) whose classes are indexed by the
             ground-truth labels (its template formats each name); None trains with the backbone's prompt and no
             alignment loss.
@@ -92,8 +99,7 @@ class SemanticConstrainedRestorer(BaseSegmentor):
         self.alignment_loss = MODELS.build(alignment_loss) if alignment_loss is not None else None
         self.vsd_loss = MODELS.build(vsd_loss) if vsd_loss is not None else None
         if self.vsd_loss is not None:
-            self.vsd_loss.attach(self.backbone)
-        self._regularizer_inputs: Optional[tuple] = None
+            self.vsd_loss.check_backbone(self.backbone)
         if self.alignment_loss is not None and self.gt_class_prompt is None:
             raise ValueError('SemanticConstrainedRestorer: alignment_loss needs gt_class_prompt (the class names '
                              'of the ground-truth labels)')
@@ -158,7 +164,13 @@ class SemanticConstrainedRestorer(BaseSegmentor):
         return self.restore(inputs)
 
     def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
-        """Restoration loss (and L_SCL) of a degraded batch against the clean images in the data samples."""
+        """Restoration loss (and L_SCL, VSD) of a degraded batch against the clean images in the data samples."""
+        return self.loss_and_regularizer_inputs(inputs, data_samples)[0]
+
+    def loss_and_regularizer_inputs(self, inputs: Tensor,
+                                    data_samples: SampleList) -> Tuple[dict, Optional[RegularizerInputs]]:
+        """The losses of :meth:`loss`, and with VSD what the regulariser's update of the same step reads (else
+        None)."""
         if not data_samples or 'gt_hq_img' not in data_samples[0]:
             raise ValueError('SemanticConstrainedRestorer.loss needs data_sample.gt_hq_img: use '
                              'DegradationDataPreProcessor with keep_hq=True')
@@ -182,25 +194,34 @@ class SemanticConstrainedRestorer(BaseSegmentor):
             losses[self.alignment_loss.loss_name] = self.alignment_loss.weigh(terms)
             # logged, not optimised (no 'loss' in the key): which of L_SCL's terms moves
             losses.update({f'scl_{name}': value.detach() for name, value in terms.items()})
-        if self.vsd_loss is not None:
-            conditioning = self.backbone._conditioning(latents.shape[0], embeddings, latents.device)
-            losses[self.vsd_loss.loss_name] = self.vsd_loss(self.backbone, latents, conditioning, mask)
-            self._regularizer_inputs = (latents.detach(), conditioning.detach(), mask)
-        return losses
+        if self.vsd_loss is None:
+            return losses, None
+        conditioning = self.backbone.conditioning(latents.shape[0], embeddings, latents.device)
+        losses[self.vsd_loss.loss_name] = self.vsd_loss(self.backbone, latents, conditioning, mask)
+        return losses, RegularizerInputs(latents.detach(), conditioning.detach(), mask)
 
-    def forward(self, inputs: Tensor, data_samples: OptSampleList = None, mode: str = 'tensor'):
-        """mmseg's modes, and ``'vsd_regularizer'``: the regulariser's loss on the latents of the last ``loss``
-        (a mode so that a distributed wrapper's forward, and its gradient synchronisation, runs it)."""
+    def regularizer_loss(self, regularizer_inputs: RegularizerInputs) -> Dict[str, Tensor]:
+        """The VSD regulariser's diffusion loss on what the restorer's update of the same step produced."""
+        latents, conditioning, mask = regularizer_inputs
+        return {'loss_vsd_regularizer': self.vsd_loss.regularizer_loss(self.backbone, latents, conditioning, mask)}
+
+    def forward(self,
+                inputs: Union[Tensor, RegularizerInputs],
+                data_samples: OptSampleList = None,
+                mode: str = 'tensor'):
+        """mmseg's modes, and the two of a VSD training step (modes, so that a distributed wrapper's forward, and
+        its gradient synchronisation, runs them): ``'vsd_generator'`` returns :meth:`loss_and_regularizer_inputs`,
+        ``'vsd_regularizer'`` the :meth:`regularizer_loss` of ``inputs``, the :class:`RegularizerInputs` that
+        ``'vsd_generator'`` returned."""
+        if mode == 'vsd_generator':
+            return self.loss_and_regularizer_inputs(inputs, data_samples)
         if mode == 'vsd_regularizer':
-            if self._regularizer_inputs is None:
-                raise RuntimeError('SemanticConstrainedRestorer: the vsd_regularizer step needs a loss step first')
-            latents, conditioning, mask = self._regularizer_inputs
-            self._regularizer_inputs = None
-            return {'loss_vsd_regularizer': self.vsd_loss.regularizer_loss(self.backbone, latents, conditioning, mask)}
+            return self.regularizer_loss(inputs)
         return super().forward(inputs, data_samples, mode)
 
     def train_step(self, data, optim_wrapper, forward: Optional[Callable] = None) -> Dict[str, Tensor]:
-        """mmseg's training step; with VSD two updates: the restorer (``generator``), then the regulariser.
+        """mmseg's training step; with VSD two updates: the restorer (``generator``), then the regulariser on the
+        restorer's latents of this step (handed from one update to the next here, as mmagic's ``BaseGAN`` does).
 
         Args:
             data: A batch from the dataloader.
@@ -217,11 +238,11 @@ class SemanticConstrainedRestorer(BaseSegmentor):
         generator, regularizer = optim_wrapper['generator'], optim_wrapper['regularizer']
         with generator.optim_context(forward):
             data = self.data_preprocessor(data, True)
-            losses = forward(**data, mode='loss')
+            losses, regularizer_inputs = forward(**data, mode='vsd_generator')
         parsed, log_vars = self.parse_losses(losses)
         generator.update_params(parsed)
         with regularizer.optim_context(forward):
-            regularizer_losses = forward(data['inputs'], mode='vsd_regularizer')
+            regularizer_losses = forward(regularizer_inputs, mode='vsd_regularizer')
         parsed, regularizer_log = self.parse_losses(regularizer_losses)
         regularizer.update_params(parsed)
         log_vars['loss_vsd_regularizer'] = regularizer_log['loss_vsd_regularizer']
