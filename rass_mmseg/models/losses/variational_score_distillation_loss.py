@@ -24,9 +24,6 @@ from torch import Tensor, nn
 
 __all__ = ['VariationalScoreDistillationLoss']
 
-#: Keys that moved to ``model.backbone.regularizer`` (the backbone owns the regulariser adapter).
-_MOVED_KEYS = ('lora_rank', 'lora_alpha', 'lora_targets')
-
 
 @MODELS.register_module()
 class VariationalScoreDistillationLoss(nn.Module):
@@ -50,14 +47,7 @@ class VariationalScoreDistillationLoss(nn.Module):
                  guidance_scale: float = 7.5,
                  timestep_range: Tuple[int, int] = (20, 980),
                  negative_prompt: str = '',
-                 loss_name: str = 'loss_vsd',
-                 **kwargs) -> None:
-        moved = [key for key in _MOVED_KEYS if key in kwargs]
-        if moved:
-            raise ValueError(f'VariationalScoreDistillationLoss: {moved[0]} is a key of model.backbone.regularizer '
-                             f'now (the backbone owns the regulariser LoRA); move model.vsd_loss.{moved[0]} there')
-        if kwargs:
-            raise TypeError(f'VariationalScoreDistillationLoss got unexpected arguments {sorted(kwargs)}')
+                 loss_name: str = 'loss_vsd') -> None:
         super().__init__()
         low, high = timestep_range
         if not 0 <= low < high:
