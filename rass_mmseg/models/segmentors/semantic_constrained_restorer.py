@@ -10,6 +10,8 @@ from mmseg.structures import SegDataSample
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
 from torch import Tensor
 
+from ..utils.batch_checks import check_batch_not_empty, check_label_range, refuse_empty_batches
+
 __all__ = ['SemanticConstrainedRestorer']
 
 #: Where the VAE decoder lived in checkpoints written before the SCR head owned it.
@@ -86,6 +88,7 @@ class SemanticConstrainedRestorer(BaseSegmentor):
         if kwargs:
             raise TypeError(f'SemanticConstrainedRestorer got unexpected arguments {sorted(kwargs)}')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        refuse_empty_batches(self.data_preprocessor, type(self).__name__)
         self.backbone = MODELS.build(backbone)
         self.decode_head = MODELS.build(decode_head)
         self.gt_class_prompt = TASK_UTILS.build(gt_class_prompt) if gt_class_prompt is not None else None
@@ -166,6 +169,8 @@ class SemanticConstrainedRestorer(BaseSegmentor):
         height, width = inputs.shape[-2:]
         embeddings, mask, token_maps = None, None, None
         if self.gt_class_prompt is not None:
+            check_label_range(data_samples, len(self.gt_class_prompt.phrases()), self.ignore_index,
+                              type(self).__name__, classes_from='gt_class_prompt')
             gt = torch.stack([sample.gt_sem_seg.data[0] for sample in data_samples])
             embeddings, mask, token_maps = self._gt_class_prompts(gt)
             embeddings = embeddings.to(inputs.device)
@@ -190,7 +195,9 @@ class SemanticConstrainedRestorer(BaseSegmentor):
 
     def forward(self, inputs: Tensor, data_samples: OptSampleList = None, mode: str = 'tensor'):
         """mmseg's modes, and ``'vsd_regularizer'``: the regulariser's loss on the latents of the last ``loss``
-        (a mode so that a distributed wrapper's forward, and its gradient synchronisation, runs it)."""
+        (a mode so that a distributed wrapper's forward, and its gradient synchronisation, runs it). An empty batch
+        is refused in one line."""
+        check_batch_not_empty(inputs, type(self).__name__)
         if mode == 'vsd_regularizer':
             if self._regularizer_inputs is None:
                 raise RuntimeError('SemanticConstrainedRestorer: the vsd_regularizer step needs a loss step first')
