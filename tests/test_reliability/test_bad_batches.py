@@ -21,6 +21,7 @@ from rass_mmseg.datasets.texture_generator import generate_texture_dataset
 from tests.utils import TINY, repo_path, scr_batch
 
 NUM_CLASSES = 8  # the texture dataset's classes: labels 0..7, 255 ignored
+EMPTY = r'^{}: the batch is empty \(0 images\); a batch needs at least one image$'
 R2S_SEGMENTOR = repo_path('configs', 'protocols', 'dt-segformer_mit-tiny_1xb4-300it_textures-128x128.py')
 
 
@@ -116,9 +117,11 @@ def test_restore_then_segment_checks_labels_before_restoring(textures):
                        r'decode_head\.num_classes \(8 classes\)'):
         model.val_step(batch(textures, 'val', [0]))
     assert restored == []
+    with pytest.raises(ValueError, match=EMPTY.format('RestoreThenSegment')):
+        model.val_step(dict(inputs=[], data_samples=[]))
 
 
-def test_scr_names_the_image_of_a_label_without_a_class_name():
+def test_scr_names_the_image_of_a_label_without_a_class_name_and_refuses_an_empty_batch():
     cfg = Config.fromfile(repo_path('configs', 'scr', 'scr_tiny-sd_1xb4-300it_textures-128x128.py')).model
     torch.manual_seed(0)
     scr = MODELS.build(cfg)
@@ -128,9 +131,10 @@ def test_scr_names_the_image_of_a_label_without_a_class_name():
                        r'label\(s\) 9, outside the classes 0\.\.7 and ignore_index 255; .*against gt_class_prompt '
                        r'\(8 classes\)'):
         scr.loss(data['inputs'], data['data_samples'])
-
-
-EMPTY = r'^{}: the batch is empty \(0 images\); a batch needs at least one image$'
+    with pytest.raises(ValueError, match=EMPTY.format('SemanticConstrainedRestorer')):
+        scr.val_step(dict(inputs=[], data_samples=[]))
+    with pytest.raises(ValueError, match=EMPTY.format('SemanticConstrainedRestorer')):
+        scr(torch.zeros(0, 3, 64, 64), mode='tensor')
 
 
 def test_an_empty_batch_is_refused_where_it_enters(model):

@@ -149,6 +149,7 @@ class SemanticConstrainedRestorer(BaseSegmentor):
 
     def restore(self, inputs: Tensor) -> Tensor:
         """Restored images (N, 3, H, W), RGB in [0, 1], of a batch normalised by this model's preprocessor."""
+        check_batch_not_empty(inputs, type(self).__name__)
         height, width = inputs.shape[-2:]
         return self.decode_head.predict(self.extract_feat(inputs))[..., :height, :width]
 
@@ -195,9 +196,7 @@ class SemanticConstrainedRestorer(BaseSegmentor):
 
     def forward(self, inputs: Tensor, data_samples: OptSampleList = None, mode: str = 'tensor'):
         """mmseg's modes, and ``'vsd_regularizer'``: the regulariser's loss on the latents of the last ``loss``
-        (a mode so that a distributed wrapper's forward, and its gradient synchronisation, runs it). An empty batch
-        is refused in one line."""
-        check_batch_not_empty(inputs, type(self).__name__)
+        (a mode so that a distributed wrapper's forward, and its gradient synchronisation, runs it)."""
         if mode == 'vsd_regularizer':
             if self._regularizer_inputs is None:
                 raise RuntimeError('SemanticConstrainedRestorer: the vsd_regularizer step needs a loss step first')
