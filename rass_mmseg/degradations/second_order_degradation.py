@@ -29,11 +29,30 @@ from .random_source import RandomSource
 from .resize import RESIZE_MODES, draw_resize
 from .torch_backend import OPS, TorchBackend, quantize_to_8bit
 
-__all__ = ['BACKENDS', 'OPS', 'SecondOrderDegradation', 'quantize_to_8bit']
+__all__ = ['BACKENDS', 'OPS', 'SecondOrderDegradation', 'quantize_to_8bit', 'MAX_RESIZE_SCALE',
+           'MAX_NOISE_SIGMA', 'MAX_POISSON_SCALE', 'MAX_BLUR_SIGMA']
 
 _PROB_TOLERANCE = 1e-6
 #: Values of the ``backend`` key.
 BACKENDS: Tuple[str, ...] = ('auto', 'torch', 'opencv')
+
+# Upper bounds of the ranges: Real-ESRGAN's largest values widened several times over, so any sensible experiment
+# fits, while a typo fails at construction instead of exhausting memory or drowning the image.
+#: Resize scale (``resize_range``, ``resize_range2``; Real-ESRGAN: 1.5, 1.2). An image resized by ``s`` has ``s**2``
+#: times the pixels, and the batch canvas is sized for the largest scale: 4 is 16 times the pixels (50 MB per
+#: 512x512 float image), where ``(0.15, 150)``, a typo for 1.5, needs ~70 GB.
+MAX_RESIZE_SCALE = 4.0
+#: Gaussian noise sigma in 8-bit units (``noise_range``, ``noise_range2``; Real-ESRGAN: 30, 25). 255 is the whole
+#: 8-bit range: beyond it the clipped result is little more than noise.
+MAX_NOISE_SIGMA = 255.0
+#: Poisson noise scale (``poisson_scale_range``, ``poisson_scale_range2``; Real-ESRGAN: 3, 2.5). The noise's
+#: standard deviation is ``scale * sqrt(x / 256) <= scale / 16`` for an image ``x`` in [0, 1]: 16 reaches the
+#: whole range.
+MAX_POISSON_SCALE = 16.0
+#: Blur sigma in pixels (``blur_sigma``, ``blur_sigma2``; Real-ESRGAN: 3, 1.5). Kernels are at most
+#: ``kernel_range[1]`` pixels wide (21 by default), over which a Gaussian of a sigma far larger is flat: larger
+#: values change nothing.
+MAX_BLUR_SIGMA = 100.0
 
 
 def _check_probability(name: str, value: float) -> float:
@@ -42,8 +61,19 @@ def _check_probability(name: str, value: float) -> float:
     return float(value)
 
 
+def _finite_floats(name: str, values: Sequence[float]) -> Tuple[float, ...]:
+    """``values`` as floats, or a one-line error naming the key when one is not a finite number."""
+    try:
+        floats = tuple(float(value) for value in values)
+    except (TypeError, ValueError):
+        floats = (math.nan, )
+    if not all(math.isfinite(value) for value in floats):
+        raise ValueError(f'degradation key {name!r} must hold finite numbers, got {values!r}')
+    return floats
+
+
 def _check_distribution(name: str, probs: Sequence[float], length: int, labels: Sequence[str]) -> Tuple[float, ...]:
-    probs = tuple(float(prob) for prob in probs)
+    probs = _finite_floats(name, probs)
     if len(probs) != length:
         raise ValueError(f'degradation key {name!r} needs {length} probabilities (for {", ".join(labels)}), '
                          f'got {len(probs)}: {list(probs)}')
@@ -54,16 +84,18 @@ def _check_distribution(name: str, probs: Sequence[float], length: int, labels: 
 
 
 def _check_range(name: str, value: Sequence[float], low: float = -math.inf, high: float = math.inf,
-                 contains: Optional[float] = None) -> Tuple[float, float]:
-    if len(value) != 2 or not float(value[0]) <= float(value[1]):
+                 contains: Optional[float] = None, why: str = '') -> Tuple[float, float]:
+    """``value`` as a finite ``(low, high)`` pair within ``[low, high]``; ``why`` explains the bounds in the error."""
+    floats = _finite_floats(name, value)
+    if len(floats) != 2 or not floats[0] <= floats[1]:
         raise ValueError(f'degradation key {name!r} must be a range [low, high] with low <= high, got {value!r}')
-    value = (float(value[0]), float(value[1]))
-    if value[0] < low or value[1] > high:
-        raise ValueError(f'degradation key {name!r} must lie within [{low}, {high}], got {list(value)}')
-    if contains is not None and not value[0] <= contains <= value[1]:
+    if floats[0] < low or floats[1] > high:
+        raise ValueError(f'degradation key {name!r} must lie within [{low}, {high}], got {list(floats)}'
+                         + (f' ({why})' if why else ''))
+    if contains is not None and not floats[0] <= contains <= floats[1]:
         raise ValueError(f'degradation key {name!r} must contain {contains} (scales below it shrink, above it '
-                         f'enlarge), got {list(value)}')
-    return value
+                         f'enlarge), got {list(floats)}')
+    return floats[0], floats[1]
 
 
 def _check_kernel_list(name: str, kernel_list: Sequence[str]) -> Tuple[str, ...]:
@@ -78,21 +110,24 @@ class SecondOrderDegradation:
     """Real-ESRGAN's second-order degradation of a batch of RGB images in [0, 1], keeping their size.
 
     The defaults are the values of the public RASS code. Key names follow Real-ESRGAN's options; keys ending in
-    ``2`` belong to the second stage.
+    ``2`` belong to the second stage. Every value is checked at construction (one line naming the key and the
+    allowed range): ranges hold finite numbers, and resize scales, noise and blur sigmas have upper bounds
+    (:data:`MAX_RESIZE_SCALE`, :data:`MAX_NOISE_SIGMA`, :data:`MAX_POISSON_SCALE`, :data:`MAX_BLUR_SIGMA`; their
+    comments say why).
 
     Args:
         kernel_range: Smallest and largest odd blur kernel size; sizes in between are drawn with equal odds.
         kernel_list: Kernel families of stage 1 (names from ``KERNEL_TYPES``).
         kernel_prob: Probability of each family of ``kernel_list``.
         sinc_prob: Probability of a sinc kernel instead of ``kernel_list`` in stage 1.
-        blur_sigma: Range of the Gaussian sigma (pixels) in stage 1.
+        blur_sigma: Range of the Gaussian sigma (pixels) in stage 1 (at most ``MAX_BLUR_SIGMA``).
         betag_range: Range of the generalized Gaussian exponent in stage 1.
         betap_range: Range of the plateau exponent in stage 1.
         resize_prob: Probabilities of up / down / keep in stage 1.
-        resize_range: Range of the stage-1 scale (must contain 1).
+        resize_range: Range of the stage-1 scale (must contain 1; at most ``MAX_RESIZE_SCALE``).
         gaussian_noise_prob: Probability of Gaussian (else Poisson) noise in stage 1.
-        noise_range: Range of the Gaussian sigma in 8-bit units in stage 1.
-        poisson_scale_range: Range of the Poisson noise scale in stage 1.
+        noise_range: Range of the Gaussian sigma in 8-bit units in stage 1 (at most ``MAX_NOISE_SIGMA``).
+        poisson_scale_range: Range of the Poisson noise scale in stage 1 (at most ``MAX_POISSON_SCALE``).
         gray_noise_prob: Probability of gray noise in stage 1.
         jpeg_range: Range of the JPEG quality in stage 1.
         second_blur_prob: Probability of the stage-2 blur.
@@ -205,14 +240,19 @@ class SecondOrderDegradation:
             kernel_list=kernel_list,
             kernel_prob=_check_distribution(f'kernel_prob{suffix}', kernel_prob, len(kernel_list), kernel_list),
             sinc_prob=_check_probability(f'sinc_prob{suffix}', sinc_prob),
-            blur_sigma=_check_range(f'blur_sigma{suffix}', blur_sigma, low=1e-3),
+            blur_sigma=_check_range(f'blur_sigma{suffix}', blur_sigma, low=1e-3, high=MAX_BLUR_SIGMA,
+                                    why='pixels; Real-ESRGAN uses at most 3'),
             betag_range=_check_range(f'betag_range{suffix}', betag_range, low=1e-3, contains=1.0),
             betap_range=_check_range(f'betap_range{suffix}', betap_range, low=1e-3, contains=1.0),
             resize_prob=_check_distribution(f'resize_prob{suffix}', resize_prob, 3, ('up', 'down', 'keep')),
-            resize_range=_check_range(f'resize_range{suffix}', resize_range, low=1e-3, contains=1.0),
+            resize_range=_check_range(f'resize_range{suffix}', resize_range, low=1e-3, high=MAX_RESIZE_SCALE,
+                                      contains=1.0, why='a scale s holds s**2 times the pixels; Real-ESRGAN uses '
+                                      'at most 1.5'),
             gaussian_noise_prob=_check_probability(f'gaussian_noise_prob{suffix}', gaussian_noise_prob),
-            noise_range=_check_range(f'noise_range{suffix}', noise_range, low=0.0),
-            poisson_scale_range=_check_range(f'poisson_scale_range{suffix}', poisson_scale_range, low=0.0),
+            noise_range=_check_range(f'noise_range{suffix}', noise_range, low=0.0, high=MAX_NOISE_SIGMA,
+                                     why='sigma in 8-bit units; Real-ESRGAN uses at most 30'),
+            poisson_scale_range=_check_range(f'poisson_scale_range{suffix}', poisson_scale_range, low=0.0,
+                                             high=MAX_POISSON_SCALE, why='Real-ESRGAN uses at most 3'),
             gray_noise_prob=_check_probability(f'gray_noise_prob{suffix}', gray_noise_prob),
             jpeg_range=_check_range(f'jpeg_range{suffix}', jpeg_range, low=1.0, high=100.0))
 

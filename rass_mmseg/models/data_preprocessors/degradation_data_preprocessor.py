@@ -21,6 +21,7 @@ from rass_mmseg.degradations import (
     build_degradation,
     image_identity,
 )
+from rass_mmseg.models.utils.batch_checks import check_batch_not_empty
 
 __all__ = ['DegradationDataPreProcessor']
 
@@ -209,7 +210,11 @@ class DegradationDataPreProcessor(SegDataPreProcessor):
 
         Returns:
             ``dict(inputs=(B, C, H, W) float tensor, data_samples=list)``.
+
+        Raises:
+            ValueError: The batch is empty.
         """
+        check_batch_not_empty(data.get('inputs'), type(self).__name__)
         data = self.cast_data(data)  # type: ignore
         inputs = data['inputs']
         data_samples = data.get('data_samples', None)

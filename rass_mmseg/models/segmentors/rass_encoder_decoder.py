@@ -5,8 +5,10 @@ from typing import List, Optional, Tuple
 
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
-from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList
+from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
 from torch import Tensor
+
+from ..utils.batch_checks import check_batch_not_empty, check_label_range, refuse_empty_batches
 
 __all__ = ['RASSEncoderDecoder']
 
@@ -26,7 +28,10 @@ class RASSEncoderDecoder(EncoderDecoder):
       window's position (floor of the pixel offset / stride) and averaged where windows overlap, and the head runs
       once on the whole feature map. mmseg's ``'slide'`` instead runs the whole model per 512 crop and averages
       logits; ``'whole'`` runs it once on the image;
-    - one-line errors for the keys that belong to the backbone (``pretrained``, ``prompt_source``).
+    - one-line errors for the keys that belong to the backbone (``pretrained``, ``prompt_source``), for an empty
+      batch (at the data preprocessor, whichever it is, and at ``forward``), and for ground-truth labels outside
+      ``0..num_classes-1`` and the head's ``ignore_index`` in ``loss`` and ``predict`` (naming the label file;
+      without it training fails with ``Target 200 is out of bounds`` and ``IoUMetric`` drops such pixels silently).
 
     Everything else (``loss``, ``predict``, whole/slide inference from ``test_cfg``) is mmseg's ``EncoderDecoder``.
 
@@ -66,6 +71,7 @@ class RASSEncoderDecoder(EncoderDecoder):
                          train_cfg=train_cfg, test_cfg=test_cfg, data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
         self._check_head_channels()
+        refuse_empty_batches(self.data_preprocessor, type(self).__name__)
         self._head_needs_samples = 'batch_data_samples' in inspect.signature(self.decode_head.forward).parameters
 
     def _check_head_channels(self) -> None:
@@ -90,6 +96,27 @@ class RASSEncoderDecoder(EncoderDecoder):
             raise ValueError(f'decode_head.in_channels={head.in_channels} (in_index={head.in_index}) does not fit the '
                              f'{"neck" if self.with_neck else "backbone"} outputs, which have channels {available}; '
                              f'expected in_channels={got if len(got) > 1 else got[0]}')
+
+    def _check_labels(self, data_samples: OptSampleList) -> None:
+        """One-line error naming the file for a ground-truth label the decode head has no class for."""
+        check_label_range(data_samples, self.decode_head.num_classes, getattr(self.decode_head, 'ignore_index', 255),
+                          type(self).__name__)
+
+    def forward(self, inputs: Tensor, data_samples: OptSampleList = None, mode: str = 'tensor'):
+        """mmseg's ``forward``; an empty batch is refused in one line."""
+        check_batch_not_empty(inputs, type(self).__name__)
+        return super().forward(inputs, data_samples, mode)
+
+    def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
+        """mmseg's ``loss``, after the labels are checked against the decode head's classes."""
+        self._check_labels(data_samples)
+        return super().loss(inputs, data_samples)
+
+    def predict(self, inputs: Tensor, data_samples: OptSampleList = None) -> SampleList:
+        """mmseg's ``predict``; ground-truth labels, when the data samples hold them (validation, test), are checked
+        against the decode head's classes first, so ``IoUMetric`` never meets one it would drop."""
+        self._check_labels(data_samples)
+        return super().predict(inputs, data_samples)
 
     def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> Tensor:
         """Raw head output (``mode='tensor'``); semantic logits for heads that need data samples."""

@@ -19,6 +19,8 @@ from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList, stack_batch
 from torch import Tensor, nn
 
+from ..utils.batch_checks import check_batch_not_empty, check_label_range, refuse_empty_batches
+
 __all__ = ['RestoreThenSegment']
 
 SUB_MODELS = ('restorer', 'segmentor')
@@ -130,6 +132,7 @@ class RestoreThenSegment(BaseSegmentor):
                 raise ValueError('RestoreThenSegment: the restorer config has no data_preprocessor; give one as '
                                  'data_preprocessor')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        refuse_empty_batches(self.data_preprocessor, type(self).__name__)
         self.restorer = MODELS.build(restorer_cfg)
         self.segmentor = MODELS.build(segmentor_cfg)
         self.restorer_checkpoint = restorer_checkpoint
@@ -261,6 +264,10 @@ class RestoreThenSegment(BaseSegmentor):
         Returns:
             The segmentor's predictions (``pred_sem_seg``, ``seg_logits``), plus ``restored_img``.
         """
+        head = getattr(self.segmentor, 'decode_head', None)
+        if head is not None and hasattr(head, 'num_classes'):  # labels checked before the restorer runs
+            check_label_range(data_samples, head.num_classes, getattr(head, 'ignore_index', 255), type(self).__name__,
+                              classes_from='the segmentor\'s decode_head.num_classes')
         restored = self.restore(inputs, data_samples)
         if self.keep_restored and data_samples is not None:
             for data_sample, image in zip(data_samples, restored):
@@ -273,6 +280,11 @@ class RestoreThenSegment(BaseSegmentor):
         segmentor_inputs = self.segmentor_inputs(self.restore(inputs))
         metas = [dict(meta, pad_shape=segmentor_inputs.shape[-2:]) for meta in batch_img_metas]
         return self.segmentor.inference(segmentor_inputs, metas)
+
+    def forward(self, inputs: Tensor, data_samples: OptSampleList = None, mode: str = 'tensor'):
+        """mmseg's ``forward``; an empty batch is refused in one line."""
+        check_batch_not_empty(inputs, type(self).__name__)
+        return super().forward(inputs, data_samples, mode)
 
     def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> Tensor:
         """The segmentor's raw output (``mode='tensor'``) on the restored images."""

@@ -10,6 +10,8 @@ from mmseg.structures import SegDataSample
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
 from torch import Tensor
 
+from ..utils.batch_checks import check_batch_not_empty, check_label_range, refuse_empty_batches
+
 __all__ = ['SemanticConstrainedRestorer', 'RegularizerInputs']
 
 #: Where the VAE decoder lived in checkpoints written before the SCR head owned it.
@@ -93,6 +95,7 @@ class SemanticConstrainedRestorer(BaseSegmentor):
         if kwargs:
             raise TypeError(f'SemanticConstrainedRestorer got unexpected arguments {sorted(kwargs)}')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        refuse_empty_batches(self.data_preprocessor, type(self).__name__)
         self.backbone = MODELS.build(backbone)
         self.decode_head = MODELS.build(decode_head)
         self.gt_class_prompt = TASK_UTILS.build(gt_class_prompt) if gt_class_prompt is not None else None
@@ -152,6 +155,7 @@ class SemanticConstrainedRestorer(BaseSegmentor):
 
     def restore(self, inputs: Tensor) -> Tensor:
         """Restored images (N, 3, H, W), RGB in [0, 1], of a batch normalised by this model's preprocessor."""
+        check_batch_not_empty(inputs, type(self).__name__)
         height, width = inputs.shape[-2:]
         return self.decode_head.predict(self.extract_feat(inputs))[..., :height, :width]
 
@@ -178,6 +182,8 @@ class SemanticConstrainedRestorer(BaseSegmentor):
         height, width = inputs.shape[-2:]
         embeddings, mask, token_maps = None, None, None
         if self.gt_class_prompt is not None:
+            check_label_range(data_samples, len(self.gt_class_prompt.phrases()), self.ignore_index,
+                              type(self).__name__, classes_from='gt_class_prompt')
             gt = torch.stack([sample.gt_sem_seg.data[0] for sample in data_samples])
             embeddings, mask, token_maps = self._gt_class_prompts(gt)
             embeddings = embeddings.to(inputs.device)

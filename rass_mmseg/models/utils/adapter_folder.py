@@ -28,9 +28,18 @@ so holding it twice costs little.
 Folders written before this layout (``adapter_model.safetensors`` with unprefixed keys,
 ``rass_trained_modules`` and ``rass_base_fingerprint`` inside ``adapter_config.json``) are still read, as are
 plain peft folders with neither.
+
+Reading checks the folder in itself before anything is built from it, each problem a one-line ``ValueError``
+naming the file and the key: ``r`` is a positive integer equal to the rank of every LoRA weight in the file (so a
+wrong ``r`` cannot make peft allocate layers of that rank), ``lora_alpha`` a finite positive number, no peft
+option that :func:`~rass_mmseg.models.utils.lora.merge_lora_adapter` would ignore (per-module ranks or alphas,
+rsLoRA, DoRA) is set, every tensor is floating point and finite, and ``trained_modules.safetensors`` holds weights
+of exactly the modules the metadata lists (the base-weights fingerprint leaves those out, so any other key would
+replace weights the fingerprint vouches for).
 """
 import copy
 import json
+import math
 import os
 import os.path as osp
 from typing import Dict, List, NamedTuple, Optional, Sequence
@@ -55,6 +64,9 @@ PEFT_KEY_PREFIX = 'base_model.model.'
 FORMAT_VERSION = 2
 #: Our keys inside ``adapter_config.json`` in folders of format version 1.
 _OLD_TRAINED_KEY, _OLD_FINGERPRINT_KEY = 'rass_trained_modules', 'rass_base_fingerprint'
+#: peft config keys that change the merged weights but that a merge with one ``r`` and one ``lora_alpha`` ignores:
+#: a folder setting them is refused instead of merged wrongly.
+_UNSUPPORTED_CONFIG_KEYS = ('rank_pattern', 'alpha_pattern', 'use_rslora', 'use_dora')
 
 
 class AdapterFiles(NamedTuple):
@@ -128,13 +140,35 @@ def _read_json(path: str) -> dict:
     return data
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_module_name(value) -> bool:
+    return isinstance(value, str) and value != '' and not value.startswith('.') and not value.endswith('.')
+
+
 def _lora_config(config_file: str, raw: dict) -> LoraConfig:
-    try:
-        return LoraConfig(r=int(raw['r']), lora_alpha=float(raw['lora_alpha']),
-                          target_modules=list(raw['target_modules']), init_lora_weights='gaussian')
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f'LoRA adapter {config_file}: not a LoRA adapter config ({error!r}); expected '
-                         'keys r, lora_alpha, target_modules') from None
+    """The LoRA config of ``adapter_config.json``, each value checked (one line naming the file and the key)."""
+    missing = [key for key in ('r', 'lora_alpha', 'target_modules') if key not in raw]
+    if missing:
+        raise ValueError(f'LoRA adapter {config_file}: not a LoRA adapter config (no {missing[0]!r}); expected '
+                         'keys r, lora_alpha, target_modules')
+    rank, alpha, targets = raw['r'], raw['lora_alpha'], raw['target_modules']
+    if not (isinstance(rank, int) and not isinstance(rank, bool) and rank >= 1):
+        raise ValueError(f"LoRA adapter {config_file}: 'r' must be a positive integer, got {rank!r}")
+    if not (_is_number(alpha) and math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"LoRA adapter {config_file}: 'lora_alpha' must be a finite number > 0, got {alpha!r}")
+    names_ok = isinstance(targets, list) and targets and all(isinstance(t, str) and t for t in targets)
+    if not (names_ok or (isinstance(targets, str) and targets)):  # a string is a regex over module names (peft)
+        raise ValueError(f"LoRA adapter {config_file}: 'target_modules' must be a list of module names or a regex, "
+                         f'got {targets!r}')
+    for key in _UNSUPPORTED_CONFIG_KEYS:
+        if raw.get(key):
+            raise ValueError(f'LoRA adapter {config_file}: {key!r} is set ({raw[key]!r}), which merge_lora_adapter '
+                             "does not apply (one 'r' and one 'lora_alpha' for every module)")
+    return LoraConfig(r=rank, lora_alpha=float(alpha), target_modules=targets if isinstance(targets, str) else
+                      list(targets), init_lora_weights='gaussian')
 
 
 def _our_metadata(folder: str, config_file: str, raw_config: dict) -> tuple:
@@ -150,7 +184,7 @@ def _our_metadata(folder: str, config_file: str, raw_config: dict) -> tuple:
     else:  # format version 1 (or a plain peft folder, which has neither key)
         metadata_file = config_file
         trained, fingerprint = raw_config.get(_OLD_TRAINED_KEY) or [], raw_config.get(_OLD_FINGERPRINT_KEY)
-    if not (isinstance(trained, list) and all(isinstance(m, str) for m in trained)):
+    if not (isinstance(trained, list) and all(_is_module_name(m) for m in trained)):
         raise ValueError(f'LoRA adapter {metadata_file}: trained modules must be a list of module names, got '
                          f'{trained!r}')
     if fingerprint is not None and not isinstance(fingerprint, str):
@@ -165,14 +199,54 @@ def _strip_peft_prefix(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor
     return state
 
 
+def _check_tensor(file: str, key: str, value: torch.Tensor) -> None:
+    """One-line error for a weight that is not floating point or holds NaN or inf."""
+    if not value.is_floating_point():
+        raise ValueError(f'LoRA adapter {file}: {key} must be a floating-point tensor, got {value.dtype}')
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f'LoRA adapter {file}: {key} holds NaN or infinite values')
+
+
+def _check_lora(weights_file: str, config_file: str, rank: int, lora: Dict[str, torch.Tensor]) -> None:
+    """Every LoRA weight finite and of rank ``r``: A is ``(r, in, ...)``, B is ``(out, r, ...)``."""
+    for key, value in lora.items():
+        _check_tensor(weights_file, key, value)
+        if not key.endswith(('lora_A.weight', 'lora_B.weight')):
+            continue  # anything else is refused by the merge as a key this UNet does not have
+        if value.dim() < 2:
+            raise ValueError(f'LoRA adapter {weights_file}: {key} has shape {tuple(value.shape)}, not a LoRA '
+                             'weight (2 or more dimensions)')
+        file_rank = value.shape[0] if key.endswith('lora_A.weight') else value.shape[1]
+        if file_rank != rank:
+            raise ValueError(f"LoRA adapter {config_file}: 'r' is {rank} but {weights_file} holds rank-{file_rank} "
+                             f'weights ({key} has shape {tuple(value.shape)}): a wrong rank in the config, or the '
+                             'config of another adapter')
+
+
+def _check_trained(trained_file: str, metadata_file: str, modules: List[str],
+                   trained: Dict[str, torch.Tensor]) -> None:
+    """The weights of exactly the listed modules, all finite."""
+    for key, value in trained.items():
+        if not any(key.startswith(module + '.') for module in modules):
+            raise ValueError(f'LoRA adapter {trained_file}: {key} is not a weight of the trained modules {modules} '
+                             f'that {metadata_file} lists (only their weights may be replaced)')
+        _check_tensor(trained_file, key, value)
+    for module in modules:
+        if not any(key.startswith(module + '.') for key in trained):
+            raise ValueError(f'LoRA adapter {trained_file}: no weights of trained module {module!r}, which '
+                             f'{metadata_file} lists')
+
+
 def read_adapter_folder(path: str) -> AdapterFiles:
     """Read the adapter at ``path``: a folder of either layout, or its ``adapter_model.safetensors``.
 
-    Only safetensors and JSON files are read, so reading an adapter cannot run code.
+    Only safetensors and JSON files are read, so reading an adapter cannot run code. The folder is checked in
+    itself (see the module docstring); whether it fits a model is checked by ``merge_lora_adapter``.
 
     Raises:
         FileNotFoundError: peft's files, or the trained-module weights the metadata lists, are missing.
-        ValueError: A file is unreadable or not of the expected kind (the message names it).
+        ValueError: A file is unreadable, not of the expected kind, or holds a bad value (the message names the file
+            and the key).
     """
     folder = osp.dirname(path) if path.endswith('.safetensors') else path
     weights = path if path.endswith('.safetensors') else osp.join(folder, ADAPTER_WEIGHTS)
@@ -185,6 +259,7 @@ def read_adapter_folder(path: str) -> AdapterFiles:
     config = _lora_config(config_file, raw)
     trained_modules, fingerprint, metadata_file = _our_metadata(folder, config_file, raw)
     lora = _strip_peft_prefix(_load_safetensors(weights))
+    _check_lora(weights, config_file, config.r, lora)
     trained = {}
     if trained_modules:
         trained_file = osp.join(folder, TRAINED_MODULES)
@@ -192,4 +267,5 @@ def read_adapter_folder(path: str) -> AdapterFiles:
             raise FileNotFoundError(f'LoRA adapter {path!r}: {metadata_file} lists trained modules '
                                     f'{trained_modules} but {trained_file} is missing')
         trained = _load_safetensors(trained_file)
+        _check_trained(trained_file, metadata_file, trained_modules, trained)
     return AdapterFiles(config, lora, trained, list(trained_modules), fingerprint, metadata_file)

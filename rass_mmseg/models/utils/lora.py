@@ -98,14 +98,19 @@ def save_lora_adapter(model: nn.Module, name: str, out_dir: str, trained_modules
                          base_weights_fingerprint(model, trained_modules))
 
 
-def _load_trained_modules(model: nn.Module, path: str, trained: Dict[str, torch.Tensor]) -> None:
-    """Copy full module weights saved beside an adapter into the model's base weights, checking names/shapes."""
-    params = _base_weights(model)  # state_dict tensors share storage with the parameters
+def _check_trained_modules(model: nn.Module, path: str, trained: Dict[str, torch.Tensor]) -> None:
+    """One-line error when full module weights saved beside an adapter do not fit the model's names and shapes."""
+    params = _base_weights(model)
     for key, value in trained.items():
         if key not in params or tuple(params[key].shape) != tuple(value.shape):
             got = tuple(params[key].shape) if key in params else 'no such weight'
             raise ValueError(f'LoRA adapter {path!r}: trained module weight {key} {tuple(value.shape)} does not fit '
                              f'this UNet ({got})')
+
+
+def _load_trained_modules(model: nn.Module, trained: Dict[str, torch.Tensor]) -> None:
+    """Copy checked full module weights into the model's base weights."""
+    params = _base_weights(model)  # state_dict tensors share storage with the parameters
     with torch.no_grad():
         for key, value in trained.items():
             params[key].copy_(value)
@@ -132,6 +137,11 @@ def merge_lora_adapter(model: nn.Module, path: str, name: str) -> nn.Module:
     Uses peft's ``LoraModel.merge_and_unload``; the returned module is ``model`` itself with merged
     weights and no LoRA layers left. Modules trained beside the LoRA are loaded first.
 
+    Nothing of ``model`` changes until everything is checked, in this order: the folder in itself
+    (:func:`~rass_mmseg.models.utils.adapter_folder.read_adapter_folder`: config values, rank against the weights'
+    shapes, finite weights, trained-module keys), the base-weights fingerprint, the trained modules' names and
+    shapes, and the LoRA keys and shapes against LoRA layers that peft builds on the meta device (no memory).
+
     Args:
         model: A module without adapter ``name`` (e.g. the diffusers UNet).
         path: An adapter folder written by :func:`save_lora_adapter` (this layout or the earlier one, which
@@ -140,8 +150,8 @@ def merge_lora_adapter(model: nn.Module, path: str, name: str) -> nn.Module:
         name: Adapter name used while merging.
 
     Raises:
-        ValueError: The adapter was trained on other base weights, or does not fit ``model`` (one line, naming
-            the file).
+        ValueError: The adapter folder holds a bad value, was trained on other base weights, or does not fit
+            ``model`` (one line, naming the file).
     """
     adapter = read_adapter_folder(path)
     config, state, trained = adapter.config, adapter.lora, adapter.trained
@@ -151,16 +161,17 @@ def merge_lora_adapter(model: nn.Module, path: str, name: str) -> nn.Module:
             raise ValueError(f'LoRA adapter {path!r} was trained on another base UNet (weights fingerprint '
                              f'{adapter.fingerprint} in {adapter.metadata_file}, this UNet has {actual}); use the '
                              'Stable Diffusion weights it was trained with')
-    lora_model = LoraModel(model, config, name)
-    expected = get_peft_model_state_dict(model, adapter_name=name)
+    _check_trained_modules(model, path, trained)
+    lora_model = LoraModel(model, config, name, low_cpu_mem_usage=True)  # LoRA weights on the meta device
     try:
-        _check_adapter_state(path, state, expected)
-        _load_trained_modules(model, path, trained)
+        _check_adapter_state(path, state, get_peft_model_state_dict(model, adapter_name=name))
     except ValueError:
         lora_model.unload()
         model.__dict__.pop('peft_config', None)
         raise
-    set_peft_model_state_dict(model, state, adapter_name=name)
+    _load_trained_modules(model, trained)
+    # assigns the file's tensors to the meta LoRA weights (moved to the base layers' device and dtype)
+    set_peft_model_state_dict(model, state, adapter_name=name, low_cpu_mem_usage=True)
     merged = lora_model.merge_and_unload()
     merged.__dict__.pop('peft_config', None)  # no adapter is left; drop any config peft left behind
     return merged
