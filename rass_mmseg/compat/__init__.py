@@ -18,6 +18,10 @@ each changes and when it applies, and :func:`installed_fixes` which ones this pr
   function).
 - :mod:`.mmseg_inferencer` (mmseg <= 1.2.2, the versions checked): ``MMSegInferencer`` accepts test pipelines
   whose loader subclasses ``LoadImageFromFile``, and refuses a restorer's predictions with one line.
+- :mod:`.encoder_decoder_head_check` (mmseg <= 1.2.2): mmseg's plain ``EncoderDecoder`` with a RASS backbone or
+  neck refuses, at build time and in one line, a decode head whose ``in_channels`` do not fit the features.
+- :mod:`.frozen_parameter_log` (mmengine <= 0.10.7): the optimizer constructor logs one line for the frozen
+  parameters it leaves out instead of one warning per parameter.
 
 A version outside a fix's range gets mmengine's / mmseg's / mmcv's own code: re-check the fix before widening it.
 """
@@ -67,6 +71,8 @@ FIXES: Dict[str, Fix] = {
     'cpu_distributed': Fix('mmengine <= 0.10.7', _version_at_most('mmengine', '0.10.7')),
     'ms_deform_attn': Fix('mmcv.ops importable, mmcv <= 2.2.0', _mmcv_ops_at_most('2.2.0')),
     'mmseg_inferencer': Fix('mmseg <= 1.2.2', _version_at_most('mmseg', '1.2.2')),
+    'encoder_decoder_head_check': Fix('mmseg <= 1.2.2', _version_at_most('mmseg', '1.2.2')),
+    'frozen_parameter_log': Fix('mmengine <= 0.10.7', _version_at_most('mmengine', '0.10.7')),
 }
 _installed: List[str] = []
 

@@ -1,8 +1,9 @@
 from .hooks import CheckpointOverwriteGuardHook, NonFiniteLossHook, RandomStateCheckpointHook
 from .model_wrappers import TwoStepDistributedDataParallel
 from .optim_wrappers import CPUAmpOptimWrapper, Detectron2OptimWrapperConstructor, SCRVSDOptimWrapperConstructor
+from .runners import InputCheckingRunner
 
 __all__ = [
-    'CheckpointOverwriteGuardHook', 'CPUAmpOptimWrapper', 'Detectron2OptimWrapperConstructor', 'NonFiniteLossHook',
-    'RandomStateCheckpointHook', 'SCRVSDOptimWrapperConstructor', 'TwoStepDistributedDataParallel'
+    'CheckpointOverwriteGuardHook', 'CPUAmpOptimWrapper', 'Detectron2OptimWrapperConstructor', 'InputCheckingRunner',
+    'NonFiniteLossHook', 'RandomStateCheckpointHook', 'SCRVSDOptimWrapperConstructor', 'TwoStepDistributedDataParallel'
 ]
