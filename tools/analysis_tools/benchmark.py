@@ -1,11 +1,11 @@
 """Benchmark segmentors like any mmseg model: parameters, inference speed and peak memory.
 
-    python tools/benchmark.py CONFIG [--checkpoint CKPT] [--shape 512 512] [--num-images 20]
-    python tools/benchmark.py CONFIG --compare CONFIG2      # both measured in this run, alternating, + ratio
-    python tools/benchmark.py CONFIG --compare CONFIG --compare-cfg-options model.backbone.deploy=True
-    python tools/benchmark.py CONFIG --mode train --batch-size 2 --amp bf16   # training iterations
-    python tools/benchmark.py CONFIG --without-weights                          # paper-size, random init
-    python tools/benchmark.py CONFIG --compile default                          # eager vs torch.compile'd UNet
+    python tools/analysis_tools/benchmark.py CONFIG [--checkpoint CKPT] [--shape 512 512] [--num-images 20]
+    python tools/analysis_tools/benchmark.py CONFIG --compare CONFIG2   # both measured in this run, alternating
+    python tools/analysis_tools/benchmark.py CONFIG --compare CONFIG --compare-cfg-options model.backbone.deploy=True
+    python tools/analysis_tools/benchmark.py CONFIG --mode train --batch-size 2 --amp bf16   # training iterations
+    python tools/analysis_tools/benchmark.py CONFIG --without-weights   # paper-size, random init
+    python tools/analysis_tools/benchmark.py CONFIG --compile default   # eager vs torch.compile'd UNet
 
 What is timed (``--mode inference``, the default): ``model.inference`` (the config's ``test_cfg``: whole or
 slide) on a random, already normalised batch of one image, under ``torch.no_grad``, after ``--warmup``
@@ -27,26 +27,16 @@ in the untimed warm-up passes.
 from the architecture dicts the config carries instead (``sd21_base_vae``, ``sd21_base_unet``,
 ``sd21_base_text_encoder``), randomly initialised, and SCR's LPIPS network without its weights file: same
 shapes and cost, meaningless predictions.
+
+The measuring is :mod:`rass_mmseg.utils.model_benchmark` (``benchmark(BenchmarkSettings(...))``).
 """
 import argparse
-import copy
-import resource
-import statistics
-import time
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
-from mmengine.config import Config, ConfigDict, DictAction
-from mmengine.optim import OptimWrapper, build_optim_wrapper
-from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
-from mmengine.structures import PixelData
-from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
-from torch import nn
+from mmengine.config import DictAction
 
-import rass_mmseg  # noqa: F401  (registers the plugin)
-from rass_mmseg.models.utils.sd_components import without_weights as use_sd_architecture
+from rass_mmseg.utils.model_benchmark import BenchmarkSettings, benchmark, format_table
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -74,203 +64,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-WEIGHT_FREE_KEYS = dict(vae='sd21_base_vae', unet='sd21_base_unet', text_encoder='sd21_base_text_encoder')
-
-
-def use_architecture_without_weights(cfg: Config, config: str) -> None:
-    """Point ``cfg.model.backbone`` at the config's ``sd21_base_*`` architecture dicts instead of a weights folder.
-
-    Args:
-        cfg: The loaded config, changed in place.
-        config: Its path, for the error message.
-    """
-    missing = [key for key in WEIGHT_FREE_KEYS.values() if key not in cfg]
-    backbone = cfg.model.get('backbone')
-    if missing or backbone is None or 'pretrained' not in backbone:
-        raise ValueError(f'--without-weights: {config} needs model.backbone.pretrained and the keys '
-                         f'{", ".join(WEIGHT_FREE_KEYS.values())}; missing: {", ".join(missing) or "model.backbone"}')
-    use_sd_architecture(cfg.model, *(cfg[key] for key in WEIGHT_FREE_KEYS.values()))
-
-
-def load_config(config: str, cfg_options: Optional[dict] = None, without_weights: bool = False) -> Config:
-    """Read ``config``, apply ``cfg_options`` and, if asked, the weight-free architecture."""
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    if without_weights:
-        use_architecture_without_weights(cfg, config)
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    return cfg
-
-
-def build_model(config: str, checkpoint: Optional[str], device: str, cfg_options: Optional[dict] = None,
-                without_weights: bool = False, training: bool = False) -> nn.Module:
-    """Build a segmentor from ``config`` on ``device``, in eval mode unless ``training``."""
-    return build_model_from_cfg(load_config(config, cfg_options, without_weights), checkpoint, device, training)
-
-
-def build_model_from_cfg(cfg: Config, checkpoint: Optional[str], device: str, training: bool = False) -> nn.Module:
-    """Build the segmentor of a loaded config (see :func:`build_model`)."""
-    cfg = copy.deepcopy(cfg)
-    if not training:
-        cfg.model.train_cfg = None
-    model = MODELS.build(cfg.model)
-    if checkpoint:
-        load_checkpoint(model, checkpoint, map_location='cpu')
-    model = model.to(device)
-    return model.train() if training else model.eval()
-
-
-def count_parameters(model: nn.Module) -> Dict[str, int]:
-    """Total and trainable (requires_grad) parameter counts."""
-    return dict(total=sum(p.numel() for p in model.parameters()),
-                trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))
-
-
-def _peak_memory_mb(device: str) -> float:
-    if device.startswith('cuda'):
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-
-
-@torch.no_grad()
-def time_inference(model: nn.Module, shape: Sequence[int], num_images: int, warmup: int, device: str,
-                   amp: str = 'none') -> float:
-    """Images per second of ``model.inference`` on one random normalised image of ``shape``."""
-    height, width = shape
-    inputs = torch.rand(1, 3, height, width, device=device) * 2 - 1
-    metas = [dict(img_shape=(height, width), ori_shape=(height, width), pad_shape=(height, width))]
-    dtype = dict(bf16=torch.bfloat16, fp16=torch.float16).get(amp)
-    device_type = 'cuda' if device.startswith('cuda') else 'cpu'
-    with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
-        for _ in range(warmup):
-            model.inference(inputs, metas)
-        if device_type == 'cuda':
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        for _ in range(num_images):
-            model.inference(inputs, metas)
-        if device_type == 'cuda':
-            torch.cuda.synchronize(device)
-    return num_images / (time.perf_counter() - start)
-
-
-def label_count(model: nn.Module) -> int:
-    """Classes to draw random labels from: the head's, else the ground-truth prompt's (SCR), else 2."""
-    head = getattr(model, 'decode_head', None)
-    if getattr(head, 'num_classes', None):
-        return int(head.num_classes)
-    prompt = getattr(model, 'gt_class_prompt', None)
-    return len(prompt.classes) if prompt is not None else 2
-
-
-def random_training_batch(batch_size: int, shape: Sequence[int], num_classes: int, seed: int = 0) -> dict:
-    """What a dataloader hands ``train_step``: uint8 CHW images and data samples with labels and paths."""
-    generator = torch.Generator().manual_seed(seed)
-    height, width = shape
-    inputs, data_samples = [], []
-    for index in range(batch_size):
-        inputs.append(torch.randint(0, 256, (3, height, width), generator=generator, dtype=torch.uint8))
-        sample = SegDataSample(metainfo=dict(img_path=f'benchmark_{index}.png', img_shape=(height, width),
-                                             ori_shape=(height, width)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, height, width), generator=generator))
-        data_samples.append(sample)
-    return dict(inputs=inputs, data_samples=data_samples)
-
-
-def build_training_optim_wrapper(model: nn.Module, cfg: Config, amp: str, device: str) -> OptimWrapper:
-    """The optimizer wrapper of the loaded config (``--cfg-options`` applied), its type and dtype set by ``amp``."""
-    if 'optim_wrapper' not in cfg:
-        raise ValueError(f'--mode train: {cfg.filename} has no optim_wrapper')
-    wrapper = ConfigDict(cfg.optim_wrapper)
-    wrapper.pop('dtype', None)
-    if amp == 'none':
-        wrapper.type = 'OptimWrapper'
-    else:
-        if not device.startswith('cuda'):
-            raise ValueError(f'--amp {amp} with --mode train needs a CUDA device (mmengine\'s AmpOptimWrapper)')
-        wrapper.update(type='AmpOptimWrapper', dtype=dict(bf16='bfloat16', fp16='float16')[amp])
-    return build_optim_wrapper(model, wrapper)
-
-
-def time_training(model: nn.Module, optim_wrapper: OptimWrapper, data: dict, iterations: int, warmup: int,
-                  device: str) -> float:
-    """Training iterations per second of ``model.train_step`` on ``data``."""
-    for _ in range(warmup):
-        model.train_step(data, optim_wrapper)
-    if device.startswith('cuda'):
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(iterations):
-        model.train_step(data, optim_wrapper)
-    if device.startswith('cuda'):
-        torch.cuda.synchronize(device)
-    return iterations / (time.perf_counter() - start)
-
-
-def benchmark(args: argparse.Namespace) -> List[dict]:
-    """Measure every config of ``args`` in alternating rounds; returns one result dict per config."""
-    specs = [(args.config, args.checkpoint, args.cfg_options)]
-    if args.compare and args.compile:
-        raise ValueError('--compare and --compile each add a second model; give one of them')
-    if args.compare:
-        options = dict(args.cfg_options or {}, **(args.compare_cfg_options or {}))
-        specs.append((args.compare, args.compare_checkpoint, options))
-    if args.compile:
-        options = dict(args.cfg_options or {}, **{'model.backbone.compile': dict(mode=args.compile)})
-        specs.append((args.config, args.checkpoint, options))
-    if args.device.startswith('cuda'):
-        torch.cuda.reset_peak_memory_stats(args.device)
-    training = args.mode == 'train'
-    cfgs = [load_config(config, options, args.without_weights) for config, _, options in specs]
-    models = [
-        build_model_from_cfg(cfg, checkpoint, args.device, training)
-        for cfg, (_, checkpoint, _) in zip(cfgs, specs)
-    ]
-    if training:
-        wrappers = [build_training_optim_wrapper(model, cfg, args.amp, args.device) for model, cfg in zip(models, cfgs)]
-        batches = [random_training_batch(args.batch_size, args.shape, label_count(model)) for model in models]
-    rates: List[List[float]] = [[] for _ in models]
-    for _ in range(args.rounds):
-        for index, model in enumerate(models):
-            if training:
-                rates[index].append(time_training(model, wrappers[index], batches[index], args.num_images,
-                                                  args.warmup, args.device))
-            else:
-                rates[index].append(time_inference(model, args.shape, args.num_images, args.warmup, args.device,
-                                                   args.amp))
-    results = []
-    images_per_step = args.batch_size if training else 1
-    for index, ((config, _, _), model, values) in enumerate(zip(specs, models, rates)):
-        fps = statistics.median(values) * images_per_step
-        label = f'{config} (compiled, {args.compile})' if args.compile and index == 1 else config
-        results.append(dict(config=label, **count_parameters(model), fps=fps, ms_per_image=1000 / fps))
-    peak = _peak_memory_mb(args.device)
-    for result in results:
-        result['peak_memory_mb'] = peak  # one process measures both: the peak covers all models
-    return results
-
-
-def format_table(results: List[dict], args: argparse.Namespace) -> str:
-    step = (f'mode=train batch={args.batch_size} iterations/round={args.num_images}'
-            if args.mode == 'train' else f'mode=inference images/round={args.num_images}')
-    lines = [f'device={args.device} shape={tuple(args.shape)} {step} rounds={args.rounds} amp={args.amp}'
-             + (' weights=random (--without-weights)' if args.without_weights else ''),
-             f'{"config":<60} {"params":>10} {"trainable":>10} {"FPS":>8} {"ms/img":>8} {"peak MB":>9}']
-    for r in results:
-        lines.append(f'{r["config"][-60:]:<60} {r["total"] / 1e6:>9.2f}M {r["trainable"] / 1e6:>9.2f}M '
-                     f'{r["fps"]:>8.2f} {r["ms_per_image"]:>8.1f} {r["peak_memory_mb"]:>9.0f}')
-    if len(results) == 2:
-        lines.append(f'FPS ratio (first / second): {results[0]["fps"] / results[1]["fps"]:.3f}')
-        if args.compile:
-            lines.append(f'compiled / eager: {results[1]["fps"] / results[0]["fps"]:.3f}x')
-    return '\n'.join(lines)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> List[dict]:
-    args = parse_args(argv)
-    results = benchmark(args)
-    print(format_table(results, args))
+    settings = BenchmarkSettings(**vars(parse_args(argv)))
+    results = benchmark(settings)
+    print(format_table(results, settings))
     return results
 
 
