@@ -90,10 +90,11 @@ RUN_OF = {'SegFormer (tiny MiT)': 'segformer', 'Mask2Former (tiny MiT)': 'mask2f
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
-        epilog='A short run: --iters 2 --val-images 4 --models segformer (minutes on a CPU; the tiny SD folder is '
-        'made first when --tiny-sd holds none). The docs page is written only with --update-docs.')
+        epilog='A short run: --iters 2 --val-images 4 --models segformer (the tiny SD folder is made first when '
+        '--tiny-sd holds none: about 13 min on 2 CPU cores with make_tiny_sd.py\'s defaults). The docs page is '
+        'written only with --update-docs.')
     parser.add_argument('--work-dir', default='work_dirs/protocols', help='root of all runs')
-    parser.add_argument('--iters', type=int, default=300,
+    parser.add_argument('--iters', type=int, default=300, metavar='N',
                         help='training iterations of every run (default: %(default)s; e.g. 2 for a smoke run)')
     parser.add_argument('--val-images', type=int, default=None, metavar='N',
                         help='test on the first N of the 20 validation images only (default: all)')
