@@ -93,9 +93,9 @@ def train_tool(in_process_tool) -> Callable[..., None]:
 
 @pytest.fixture(scope='session')
 def made_tiny_sd(tmp_path_factory) -> Tuple[str, str]:
-    """``(root, config)``: ``tools/make_tiny_sd.py`` run once per session with :data:`tests.utils.TINY_SD_FAST` on
+    """``(root, config)``: ``tools/misc/make_tiny_sd.py`` run once per session with :data:`tests.utils.TINY_SD_FAST` on
     :func:`tests.utils.small_tiny_sd_config`; the finished folder is ``root/tiny_sd``. Read it, never write it."""
     root = tmp_path_factory.mktemp('made_tiny_sd')
     config = small_tiny_sd_config(root)
-    load_tool('make_tiny_sd').main([config, *TINY_SD_FAST])
+    load_tool('misc/make_tiny_sd').main([config, *TINY_SD_FAST])
     return str(root), config

@@ -43,7 +43,7 @@ FAST_TOOLS = ['train_dataloader.num_workers=0', 'train_dataloader.persistent_wor
               'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2',
               'val_dataloader.dataset.indices=4']
 
-#: The tiny pretrained SD config tools/make_tiny_sd.py builds from, and its recipe at test size (a 3-iteration VAE,
+#: The tiny pretrained SD config tools/misc/make_tiny_sd.py builds from, and its recipe at test size (a 3-iteration VAE,
 #: 4 latent diffusion iterations on 8-pixel latent crops).
 TINY_SD_CONFIG = osp.join(REPO, 'configs', 'scr', 'scr_tiny-sd-textures_1xb4-300it_textures-128x128.py')
 TINY_SD_FAST = ['--iters', '3', '--batch-size', '2', '--crop', '32',
@@ -51,8 +51,8 @@ TINY_SD_FAST = ['--iters', '3', '--batch-size', '2', '--crop', '32',
 
 
 def needs_made_tiny_sd(config: str) -> bool:
-    """Whether ``config`` reads ``checkpoints/tiny-sd-textures``, the folder ``tools/make_tiny_sd.py`` trains (absent
-    from a fresh clone; tests/test_tools/test_make_tiny_sd.py builds these configs from a folder it makes)."""
+    """Whether ``config`` reads ``checkpoints/tiny-sd-textures``, the folder ``tools/misc/make_tiny_sd.py`` trains
+    (absent from a fresh clone; tests/test_tools/test_make_tiny_sd.py builds these configs from a folder it makes)."""
     return 'tiny-sd-textures' in osp.basename(config)
 
 
@@ -136,11 +136,20 @@ def scr_batch(model, training: bool, labels: Sequence[Iterable[int]] = ((0, 2), 
     return model.data_preprocessor(dict(inputs=images, data_samples=samples), training)
 
 
+def tool_path(name: str) -> str:
+    """The script ``tools/NAME.py``; ``name`` may name a subfolder, e.g. ``'analysis_tools/benchmark'``."""
+    path = repo_path('tools', *name.split('/')) + '.py'
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{path}: no such tool')
+    return path
+
+
 def load_tool(name: str) -> ModuleType:
-    """The script ``tools/NAME.py`` as a module (tools are scripts, not a package; nothing is added to sys.path)."""
-    module_name = f'rass_tools_{name}'
+    """The script ``tools/NAME.py`` (e.g. ``'analysis_tools/benchmark'``) as a module (tools are scripts, not a
+    package; nothing is added to sys.path)."""
+    module_name = 'rass_tools_' + name.replace('/', '_')
     if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, repo_path('tools', f'{name}.py'))
+        spec = importlib.util.spec_from_file_location(module_name, tool_path(name))
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
         spec.loader.exec_module(module)

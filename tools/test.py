@@ -10,11 +10,7 @@ Same arguments as mmseg's tool (``config``, ``checkpoint``, ``--work-dir``, ``--
 With our configs, ``--show-dir`` writes input | prediction | ground truth side by side
 (``SideBySideSegVisualizer``).
 """
-import os.path as osp
-import sys
-
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from train import run_mmseg_tool  # noqa: E402
+from rass_mmseg.utils import run_mmseg_tool
 
 if __name__ == '__main__':
     run_mmseg_tool('test.py')

@@ -7,27 +7,10 @@ Same arguments as mmseg's tool (``config``, ``--work-dir``, ``--resume``, ``--am
     torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch
 
 Configs load the plugin through ``custom_imports`` too, so mmseg's packaged ``mmseg/.mim/tools/train.py``
-runs them unmodified; this wrapper only saves looking that script up.
+runs them unmodified; this wrapper only saves looking that script up
+(:func:`rass_mmseg.utils.run_mmseg_tool`).
 """
-import os.path as osp
-import runpy
-import sys
-
-import mmseg
-
-import rass_mmseg  # noqa: F401  (registers the plugin before the config is read)
-
-MMSEG_TOOLS = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools')
-
-
-def run_mmseg_tool(name: str) -> None:
-    """Run ``mmseg/.mim/tools/<name>`` as ``__main__`` with this process's arguments."""
-    script = osp.join(MMSEG_TOOLS, name)
-    if not osp.isfile(script):
-        raise FileNotFoundError(f'{script} not found: reinstall mmsegmentation==1.2.2 from its wheel')
-    sys.argv[0] = script
-    runpy.run_path(script, run_name='__main__')
-
+from rass_mmseg.utils import run_mmseg_tool
 
 if __name__ == '__main__':
     run_mmseg_tool('train.py')

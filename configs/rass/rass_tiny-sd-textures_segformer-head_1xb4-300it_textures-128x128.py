@@ -1,7 +1,7 @@
-# Tiny RASS + SegformerHead on the tiny *pretrained* Stable Diffusion that tools/make_tiny_sd.py writes to
+# Tiny RASS + SegformerHead on the tiny *pretrained* Stable Diffusion that tools/misc/make_tiny_sd.py writes to
 # checkpoints/tiny-sd-textures (its VAE trained as an autoencoder and its UNet + text encoder as a text-conditioned
 # latent diffusion model on the textures), trained on clean textures (the DT model):
-#   python tools/make_tiny_sd.py configs/scr/scr_tiny-sd-textures_1xb4-300it_textures-128x128.py
+#   python tools/misc/make_tiny_sd.py configs/scr/scr_tiny-sd-textures_1xb4-300it_textures-128x128.py
 #   python tools/train.py THIS_CONFIG
 # That SD has a stride-2 VAE with two blocks and a UNet with three downsamplings: the taps are the two VAE blocks
 # (stride 2) and the four UNet up blocks (strides 8, 4, 2, 2), projected to three levels (strides 2, 4, 8).

@@ -1,10 +1,10 @@
 # SCR on the embedded texture dataset, CPU, on a tiny "pretrained" SD whose VAE was trained on the textures
-# (python tools/make_tiny_sd.py THIS_CONFIG writes it to checkpoints/tiny-sd-textures first). With a VAE that
+# (python tools/misc/make_tiny_sd.py THIS_CONFIG writes it to checkpoints/tiny-sd-textures first). With a VAE that
 # can reproduce the clean images, the restored PSNR rises above the degraded input's, which the random VAE of
 # scr_tiny-sd_1xb4-300it_textures-128x128.py cannot allow.
 _base_ = ['./scr_tiny-sd_1xb4-300it_textures-128x128.py']
 tiny_sd_path = 'checkpoints/tiny-sd-textures'
-# What tools/make_tiny_sd.py builds: a stride-2 VAE with 12 latent channels (64x64x12 latents for 128x128
+# What tools/misc/make_tiny_sd.py builds: a stride-2 VAE with 12 latent channels (64x64x12 latents for 128x128
 # images, as many numbers as pixels, so it can learn a near-lossless code in minutes), a UNet with attention
 # only at latent strides 2 and 4 (pixel strides 4 and 8), the tiny text encoder.
 tiny_sd_architecture = dict(

@@ -1,11 +1,11 @@
 """What a converted checkpoint must fit: the trained tensors of a config's model, and its frozen-weights fingerprint.
 
 :func:`trainable_state_shapes` builds the model on the meta device (no memory, no weights: a config whose backbone
-reads ``pretrained`` is built from the config's architecture dicts, e.g. ``sd21_base_vae``) and lists every key a
-checkpoint of it holds except the frozen Stable Diffusion weights. :func:`frozen_weights_fingerprint` builds the
-backbone from real weights and returns the ``frozen_weights_fingerprint`` tensor its checkpoints carry
-(:mod:`rass_mmseg.models.utils.frozen_weights`), so a converted checkpoint loads strictly and is refused on other
-base weights (e.g. without the SCR adapter merged).
+reads ``pretrained`` is built from the config's architecture dicts, e.g. ``sd21_base_vae``, by
+:func:`rass_mmseg.utils.model_without_weights`) and lists every key a checkpoint of it holds except the frozen Stable
+Diffusion weights. :func:`frozen_weights_fingerprint` builds the backbone from real weights and returns the
+``frozen_weights_fingerprint`` tensor its checkpoints carry (:mod:`rass_mmseg.models.utils.frozen_weights`), so a
+converted checkpoint loads strictly and is refused on other base weights (e.g. without the SCR adapter merged).
 """
 import copy
 from typing import Dict, Sequence, Tuple
@@ -17,23 +17,11 @@ from torch import Tensor
 
 from ..models.utils.frozen_weights import FINGERPRINT_KEY
 from ..models.utils.lora import base_weights_fingerprint
-from ..models.utils.sd_components import without_weights
+from ..utils.without_weights import model_without_weights
 
 __all__ = ['trainable_state_shapes', 'frozen_weights_fingerprint', 'unet_base_fingerprint']
 
 _COMPONENTS = ('vae', 'unet', 'text_encoder')
-_ARCH_KEYS = {'vae': 'sd21_base_vae', 'unet': 'sd21_base_unet', 'text_encoder': 'sd21_base_text_encoder'}
-
-
-def _weight_free(cfg: Config, config_file: str) -> dict:
-    model = copy.deepcopy(cfg.model)
-    if model.backbone.get('pretrained'):
-        missing = [key for key in _ARCH_KEYS.values() if key not in cfg]
-        if missing:
-            raise ValueError(f'{config_file}: the backbone reads pretrained weights and the config has no architecture '
-                             f'dicts {missing} to build it without them')
-        without_weights(model, *(cfg[_ARCH_KEYS[c]] for c in _COMPONENTS))
-    return model
 
 
 def trainable_state_shapes(cfg: Config, config_file: str) -> Dict[str, Tuple[int, ...]]:
@@ -43,7 +31,8 @@ def trainable_state_shapes(cfg: Config, config_file: str) -> Dict[str, Tuple[int
         cfg: A model config (mmseg scope, ``custom_imports`` already imported).
         config_file: The config's file, for errors.
     """
-    model_cfg = _weight_free(cfg, config_file)
+    model_cfg = (model_without_weights(cfg, config_file)
+                 if cfg.model.backbone.get('pretrained') else copy.deepcopy(cfg.model))
     with torch.device('meta'):
         model = MODELS.build(model_cfg)
     frozen = {f'backbone.{key}' for key in model.backbone.frozen_state_keys()}

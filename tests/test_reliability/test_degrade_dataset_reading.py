@@ -1,5 +1,5 @@
-"""tools/degrade_dataset.py reads every image exactly as the test pipeline does (issue 17, item 4), and refuses
-decompression bombs before decoding them (issue 21, item 5).
+"""tools/dataset_converters/degrade_dataset.py reads every image exactly as the test pipeline does (issue 17, item 4),
+and refuses decompression bombs before decoding them (issue 21, item 5).
 
 For each odd file (EXIF-rotated JPEG, 16-bit PNG, palette PNG, CMYK JPEG, grayscale, gray+alpha) and each loader
 setting of a config's test pipeline, the tool's output must equal the image that the config's own test pipeline
@@ -35,7 +35,7 @@ LOADERS = {
 KINDS = ('EXIF-rotated JPEG', '16-bit PNG', 'palette PNG', 'CMYK JPEG', 'grayscale PNG', 'gray+alpha PNG')
 
 
-tool = load_tool('degrade_dataset')
+tool = load_tool('dataset_converters/degrade_dataset')
 
 
 def _rgb() -> np.ndarray:

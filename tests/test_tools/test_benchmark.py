@@ -1,12 +1,13 @@
-
+"""tools/analysis_tools/benchmark.py and its logic, :mod:`rass_mmseg.utils.model_benchmark`."""
 import pytest
 import torch
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
+from rass_mmseg.utils import model_benchmark
 from tests.utils import load_tool, repo_path
 
-benchmark = load_tool('benchmark')
+benchmark = load_tool('analysis_tools/benchmark')
 
 CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py')
 M2F_CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_mask2former_1xb4-300it_textures-128x128.py')
@@ -39,13 +40,13 @@ FULL_CONFIG = repo_path('configs', 'rass', 'rass_sd21-base_segformer-head_8xb2-1
 
 
 def test_train_mode_steps_only_the_trainable_parameters():
-    model = benchmark.build_model(CONFIG, None, 'cpu', training=True)
-    wrapper = benchmark.build_training_optim_wrapper(model, benchmark.load_config(CONFIG), 'none', 'cpu')
-    data = benchmark.random_training_batch(2, (64, 64), benchmark.label_count(model))
+    model = model_benchmark.build_model(CONFIG, None, 'cpu', training=True)
+    wrapper = model_benchmark.build_training_optim_wrapper(model, model_benchmark.load_config(CONFIG), 'none', 'cpu')
+    data = model_benchmark.random_training_batch(2, (64, 64), model_benchmark.label_count(model))
     labels = torch.cat([sample.gt_sem_seg.data for sample in data['data_samples']])
     assert labels.min() >= 0 and labels.max() < 8 and labels.unique().numel() == 8
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    assert benchmark.time_training(model, wrapper, data, iterations=2, warmup=0, device='cpu') > 0
+    assert model_benchmark.time_training(model, wrapper, data, iterations=2, warmup=0, device='cpu') > 0
     changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert changed and changed <= trainable
@@ -60,26 +61,26 @@ def test_train_mode_prints_images_per_second(capsys):
 
 
 def test_amp_training_needs_cuda():
-    model = benchmark.build_model(CONFIG, None, 'cpu', training=True)
+    model = model_benchmark.build_model(CONFIG, None, 'cpu', training=True)
     with pytest.raises(ValueError, match='needs a CUDA device'):
-        benchmark.build_training_optim_wrapper(model, benchmark.load_config(CONFIG), 'bf16', 'cpu')
+        model_benchmark.build_training_optim_wrapper(model, model_benchmark.load_config(CONFIG), 'bf16', 'cpu')
 
 
 def test_without_weights_uses_the_architecture_dicts():
-    cfg = benchmark.load_config(FULL_CONFIG, without_weights=True)
+    cfg = model_benchmark.load_config(FULL_CONFIG, without_weights=True)
     backbone = cfg.model.backbone
     assert backbone.pretrained is None
     assert backbone.unet == cfg.sd21_base_unet and backbone.vae == cfg.sd21_base_vae
     assert backbone.text_encoder == cfg.sd21_base_text_encoder
     scr_config = repo_path('configs', 'scr', 'scr_sd21-base_4xb4-100k_ade20k-512x512.py')
-    scr = benchmark.load_config(scr_config, without_weights=True)
+    scr = model_benchmark.load_config(scr_config, without_weights=True)
     assert scr.model.decode_head.lpips_weights is None and scr.model.backbone.pretrained is None
 
 
 def test_without_weights_names_the_config_and_the_missing_keys():
     message = r'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128\.py needs .*missing: sd21_base_vae'
     with pytest.raises(ValueError, match=message):
-        benchmark.load_config(CONFIG, without_weights=True)
+        model_benchmark.load_config(CONFIG, without_weights=True)
 
 
 def test_compile_measures_the_config_eagerly_and_compiled_side_by_side(capsys, monkeypatch):

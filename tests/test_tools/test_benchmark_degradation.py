@@ -1,4 +1,4 @@
-"""tools/benchmark_degradation.py: every row and the per-operation profile on a tiny run."""
+"""tools/analysis_tools/benchmark_degradation.py: every row and the per-operation profile on a tiny run."""
 
 import cv2
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from tests.utils import load_tool
 
-tool = load_tool('benchmark_degradation')
+tool = load_tool('analysis_tools/benchmark_degradation')
 
 
 @pytest.fixture

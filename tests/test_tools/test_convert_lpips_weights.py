@@ -8,7 +8,7 @@ from rass_mmseg.models.utils import build_lpips
 from rass_mmseg.models.utils.lpips_network import linear_weights_path
 from tests.utils import load_tool
 
-tool = load_tool('convert_lpips_weights')
+tool = load_tool('model_converters/convert_lpips_weights')
 convert_lpips_weights, main = tool.convert_lpips_weights, tool.main
 
 # torchvision model, and the indices of its `features` whose outputs LPIPS compares (the reference

@@ -1,5 +1,6 @@
-"""tools/convert_official_rass.py end to end at tiny size: synthetic scr.pkl and rass.pth in the public layout ->
-an adapter folder and a checkpoint that the model built from the SD folder with that adapter merged loads strictly."""
+"""tools/model_converters/convert_official_rass.py end to end at tiny size: synthetic scr.pkl and rass.pth in the public
+layout -> an adapter folder and a checkpoint that the model built from the SD folder with that adapter merged loads
+strictly."""
 import json
 
 import pytest
@@ -20,7 +21,7 @@ from tests.test_converters.official_checkpoints import (
 )
 from tests.utils import load_tool, repo_path
 
-tool = load_tool('convert_official_rass')
+tool = load_tool('model_converters/convert_official_rass')
 FINGERPRINT, main = tool.FINGERPRINT, tool.main
 
 TINY_CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_mask2former_1xb4-300it_textures-128x128.py')

@@ -1,4 +1,4 @@
-"""tools/degrade_dataset.py on a small generated dataset."""
+"""tools/dataset_converters/degrade_dataset.py on a small generated dataset."""
 import json
 import os
 import os.path as osp
@@ -19,7 +19,7 @@ from tests.utils import load_tool
 PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'immunohistochemistry')
 
 
-tool = load_tool('degrade_dataset')
+tool = load_tool('dataset_converters/degrade_dataset')
 
 
 @pytest.fixture

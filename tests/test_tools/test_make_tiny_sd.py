@@ -1,6 +1,6 @@
-"""tools/make_tiny_sd.py: a complete diffusers folder the SCR demo config loads, reused or refused, never
-overwritten; its latent diffusion pretraining (tools/tiny_sd_pretraining.py) learns, and resumes to the
-uninterrupted result."""
+"""tools/misc/make_tiny_sd.py (:mod:`rass_mmseg.tiny_sd`): a complete diffusers folder the SCR demo config loads, reused
+or refused, never overwritten; its latent diffusion pretraining (rass_mmseg/tiny_sd/latent_diffusion.py) learns, and
+resumes to the uninterrupted result."""
 import glob
 import json
 import os
@@ -14,10 +14,10 @@ from mmengine.config import Config
 from mmseg.registry import MODELS
 from safetensors.torch import load_file
 
+from rass_mmseg.tiny_sd import autoencoder, latent_diffusion, pretrained_folder
 from tests.utils import TINY_SD_CONFIG, TINY_SD_FAST, load_tool, needs_made_tiny_sd, repo_path, small_tiny_sd_config
 
-make_tiny_sd = load_tool('make_tiny_sd')
-tiny_sd_pretraining = load_tool('tiny_sd_pretraining')
+make_tiny_sd = load_tool('misc/make_tiny_sd')
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_every_config_on_the_made_folder_builds_from_it(made, config, tmp_path, 
 def test_scaling_factor_is_one_over_the_latent_std_of_the_training_images(made):
     tmp_path, config = made
     vae = AutoencoderKL.from_pretrained(str(tmp_path / 'tiny_sd'), subfolder='vae', local_files_only=True)
-    images = make_tiny_sd.read_images(sorted(str(p) for p in (tmp_path / 'data' / 'img_dir' / 'train').iterdir()))
+    images = pretrained_folder.read_images(sorted(str(p) for p in (tmp_path / 'data' / 'img_dir' / 'train').iterdir()))
     with torch.no_grad():
         std = vae.encode(images).latent_dist.mode().std()
     assert vae.config.scaling_factor == pytest.approx(1 / float(std), rel=1e-4)
@@ -129,9 +129,9 @@ def test_vae_training_lowers_the_reconstruction_error(tmp_path):
     cfg = Config.fromfile(TINY_SD_CONFIG)
     torch.manual_seed(0)
     vae = AutoencoderKL(**cfg.tiny_sd_architecture.vae)
-    before = make_tiny_sd.psnr(make_tiny_sd.reconstruct(vae, images), images)
+    before = autoencoder.psnr(autoencoder.reconstruct(vae, images), images)
     args = make_tiny_sd.parse_args([TINY_SD_CONFIG, '--iters', '40', '--batch-size', '4', '--crop', '32'])
-    after = make_tiny_sd.train_vae(vae, images, images, args)
+    after = autoencoder.train_vae(vae, images, images, make_tiny_sd.vae_recipe(args))
     assert after > before + 3, (before, after)
 
 
@@ -151,20 +151,20 @@ def test_the_caption_tokens_are_those_of_the_rass_prompt_encoder():
     text_encoder = CLIPTextModel(CLIPTextConfig(**cfg.tiny_sd_architecture.text_encoder)).eval()
     tokenizer = build_byte_level_clip_tokenizer(77)
     for phrases in (['brick', 'grass', 'cloud'], ['text'], ['']):
-        ids = torch.tensor([tiny_sd_pretraining.caption_token_ids(phrases, tokenizer)])
+        ids = torch.tensor([latent_diffusion.caption_token_ids(phrases, tokenizer)])
         with torch.no_grad():
             ours = text_encoder(ids)[0]
         assert torch.equal(ours, encode_phrases(phrases, tokenizer, text_encoder).embeddings), phrases
     with pytest.raises(ValueError, match=r"caption \['brick', .*\] needs 2 windows of 75 tokens, more than one"):
-        tiny_sd_pretraining.caption_token_ids(['brick'] * 13, tokenizer)  # 13 x 5 tokens + 12 commas > 75
+        latent_diffusion.caption_token_ids(['brick'] * 13, tokenizer)  # 13 x 5 tokens + 12 commas > 75
     labels = torch.tensor([[[0, 0], [7, 255]], [[3, 3], [3, 3]]])
-    assert tiny_sd_pretraining.captions_of(labels, ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']) == [['a', 'h'], ['d']]
+    assert latent_diffusion.captions_of(labels, ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']) == [['a', 'h'], ['d']]
 
 
 def _held_out_mse(unet, text_encoder, tokenizer, scheduler, latents, captions) -> float:
     """Epsilon MSE computed here from the schedule's alphas (not with the code under test's noising)."""
     generator = torch.Generator().manual_seed(123)
-    ids = torch.tensor([tiny_sd_pretraining.caption_token_ids(c, tokenizer) for c in captions])
+    ids = torch.tensor([latent_diffusion.caption_token_ids(c, tokenizer) for c in captions])
     errors = []
     with torch.no_grad():
         for t in (50, 250, 500, 750):
@@ -195,11 +195,11 @@ def test_diffusion_training_lowers_a_held_out_denoising_error():
     latents = torch.where(labels[:, None, ::2, ::2] == 0, codes[0], codes[1])
     names = ['brick', 'grass']
     before = _held_out_mse(unet, text_encoder, tokenizer, scheduler, latents[:4],
-                           tiny_sd_pretraining.captions_of(labels[:4], names))
-    recipe = tiny_sd_pretraining.LDMRecipe(iters=40, batch_size=4, crop=8, lr=2e-3, warmup=5, seed=0)
-    history = tiny_sd_pretraining.train_ldm(unet, text_encoder, tokenizer, scheduler, latents, labels, names, recipe)
+                           latent_diffusion.captions_of(labels[:4], names))
+    recipe = latent_diffusion.LDMRecipe(iters=40, batch_size=4, crop=8, lr=2e-3, warmup=5, seed=0)
+    history = latent_diffusion.train_ldm(unet, text_encoder, tokenizer, scheduler, latents, labels, names, recipe)
     after = _held_out_mse(unet, text_encoder, tokenizer, scheduler, latents[:4],
-                          tiny_sd_pretraining.captions_of(labels[:4], names))
+                          latent_diffusion.captions_of(labels[:4], names))
     assert len(history) == 40 and after < 0.7 * before, (before, after)
     assert not any(p.requires_grad for p in unet.parameters())  # handed back frozen, in eval mode
     assert not unet.training and not text_encoder.training

@@ -10,7 +10,7 @@ from mmseg.registry import MODELS
 from rass_mmseg.models.utils.lora import lora_parameter_names
 from tests.utils import load_tool, repo_path
 
-merge_checkpoint = load_tool('merge_lora').merge_checkpoint
+merge_checkpoint = load_tool('model_converters/merge_lora').merge_checkpoint
 
 CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py')
 

@@ -1,4 +1,4 @@
-"""tools/mmcv_cuda.py: the logic install.sh uses to build mmcv with CUDA ops (no GPU or compiler)."""
+"""tools/install/mmcv_cuda.py: the logic install.sh uses to build mmcv with CUDA ops (no GPU or compiler)."""
 import os
 import os.path as osp
 
@@ -7,7 +7,7 @@ import torch
 
 from tests.utils import load_tool
 
-mmcv_cuda = load_tool('mmcv_cuda')
+mmcv_cuda = load_tool('install/mmcv_cuda')
 
 NVCC_13_0 = ('nvcc: NVIDIA (R) Cuda compiler driver\nCopyright (c) 2005-2025 NVIDIA Corporation\n'
              'Built on Wed_Aug_20_01:58:59_PM_PDT_2025\n'

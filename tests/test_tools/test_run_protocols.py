@@ -1,5 +1,6 @@
 """The protocol runner: a smoke run (SegFormer and RASS rows, 1 iteration, on the session's made tiny SD), the figure
-of tools/visualize_rass.py on its runs, and the update of the docs page's table."""
+of tools/analysis_tools/visualize_rass.py on its runs, and the update of the docs page's table."""
+import collections
 import contextlib
 import io
 import os
@@ -12,7 +13,7 @@ from tests.utils import link_textures, load_tool, repo_path, run_in_process
 
 
 def load_runner():
-    return load_tool('run_protocols')
+    return load_tool('analysis_tools/run_protocols')
 
 
 TINY_SD_ARGS = ('--iters 2 --batch-size 2 --crop 32 --ldm-iters 2 --ldm-batch-size 2 --ldm-crop 8')
@@ -22,14 +23,14 @@ TINY_SD_ARGS = ('--iters 2 --batch-size 2 --crop 32 --ldm-iters 2 --ldm-batch-si
 def tools_in_process(monkeypatch, tmp_path, made_tiny_sd):
     """The runner's tool calls (``_run``: ``python tools/SCRIPT ARGS`` in a subprocess) run the same scripts in this
     process, their output captured as the subprocess's would be: about 20 tool calls, each saving an interpreter
-    start. The call of tools/make_tiny_sd.py is checked and answered with the session's made folder (that tool is
+    start. The call of tools/misc/make_tiny_sd.py is checked and answered with the session's made folder (that tool is
     tested in test_make_tiny_sd.py). ``test_a_failing_tool_call_names_the_command`` checks the subprocess path."""
     runner = load_runner()
     monkeypatch.chdir(tmp_path)  # the configs' relative data/textures: one shared copy linked here
     link_textures(str(tmp_path))
 
     def run(script, *arguments, name=None):
-        if script == 'make_tiny_sd.py':
+        if script == 'misc/make_tiny_sd.py':
             config, out_flag, out, *recipe = arguments
             assert (config, out_flag, recipe) == (runner.TINY_SD_CONFIG, '--out', shlex.split(TINY_SD_ARGS))
             assert not osp.exists(out)
@@ -53,7 +54,7 @@ def test_smoke_run_writes_the_table_into_the_doc_markers_and_the_figure_draws(tm
     doc.write_text('# mine\nkeep this\n<!-- protocols:begin -->\nold table\n<!-- protocols:end -->\nand this\n')
     common = ['--work-dir', str(tmp_path / 'runs'), '--iters', '1', '--tiny-sd', str(tmp_path / 'tiny_sd')]
     table = tools_in_process.main([*common, '--models', 'segformer', 'rass', '--val-images', '1', '--fps-images', '1',
-                                '--doc', str(doc), '--tiny-sd-args', TINY_SD_ARGS])
+                                '--update-docs', str(doc), '--tiny-sd-args', TINY_SD_ARGS])
     rows = [line for line in table.splitlines() if line.startswith('| SegFormer')]
     assert len(rows) == 1
     cells = [c.strip() for c in rows[0].strip('|').split('|')]
@@ -71,7 +72,7 @@ def test_smoke_run_writes_the_table_into_the_doc_markers_and_the_figure_draws(tm
         '<!-- protocols:end -->\nand this\n')
     assert 'old table' not in text and table in text
     assert (tmp_path / 'runs' / 'protocol_table.md').read_text().strip() == table
-    visualize = load_tool('visualize_rass')
+    visualize = load_tool('analysis_tools/visualize_rass')
     out = tmp_path / 'figure.png'
     visualize.main([*common, '--num-images', '2', '--out', str(out)])
     from PIL import Image
@@ -91,17 +92,46 @@ def test_doc_without_markers_is_refused_before_any_training(tmp_path):
     doc = tmp_path / 'page.md'
     doc.write_text('no markers here\n')
     with pytest.raises(ValueError, match='expected one <!-- protocols:begin --> line'):
-        load_runner().main(['--work-dir', str(tmp_path / 'runs'), '--doc', str(doc)])
+        load_runner().main(['--work-dir', str(tmp_path / 'runs'), '--update-docs', str(doc)])
     assert not (tmp_path / 'runs').exists()
 
 
-def test_the_default_target_is_the_protocols_page_and_the_old_option_name_still_works():
+def test_update_docs_targets_the_protocols_page_and_the_old_option_names_still_work():
     runner = load_runner()
-    assert runner.parse_args([]).doc == repo_path('docs', 'en', 'user_guides', '5_protocols.md')
-    runner.read_doc(runner.parse_args([]).doc)  # the page exists and holds one pair of markers
+    assert runner.parse_args(['--update-docs']).doc == repo_path('docs', 'en', 'user_guides', '5_protocols.md')
+    runner.read_doc(runner.parse_args(['--update-docs']).doc)  # the page exists and holds one pair of markers
     assert runner.parse_args(['--readme', 'other.md']).doc == 'other.md'
+    assert runner.parse_args(['--doc', 'other.md']).doc == 'other.md'
     assert runner.parse_args(['--no-doc']).doc is None
+    assert runner.parse_args([]).doc is None  # no docs page unless asked
     assert osp.isfile(runner.DEFAULT_DOC)
+
+
+def test_the_docs_page_is_written_only_with_update_docs(tmp_path, monkeypatch):
+    """The runner's steps stubbed: without --update-docs only WORK_DIR/protocol_table.md is written."""
+    runner = load_runner()
+    written = []
+    monkeypatch.setattr(runner, 'prepare_tiny_sd', lambda args: dict(scr='scr.py', rass='rass.py', rass_lq='lq.py'))
+    monkeypatch.setattr(runner, 'train_all', lambda args, wrappers: collections.defaultdict(lambda: 'iter_1.pth'))
+    monkeypatch.setattr(runner, 'test_miou', lambda *args, **kwargs: 1.0)
+    monkeypatch.setattr(runner, 'test_output', lambda *args, **kwargs: '')
+    monkeypatch.setattr(runner, 'measure', lambda args, wrappers: {})
+    monkeypatch.setattr(runner, 'build_table', lambda *args: 'TABLE')
+    monkeypatch.setattr(runner, 'update_doc', lambda doc, table: written.append((doc, table)))
+    common = ['--work-dir', str(tmp_path), '--models', 'segformer']
+    assert runner.main(common) == 'TABLE'
+    assert written == [] and (tmp_path / 'protocol_table.md').read_text() == 'TABLE\n'
+    runner.main([*common, '--update-docs'])
+    assert written == [(runner.DEFAULT_DOC, 'TABLE')]
+
+
+def test_the_help_documents_the_options_of_a_short_run(capsys):
+    with pytest.raises(SystemExit):
+        load_runner().parse_args(['--help'])
+    text = ' '.join(capsys.readouterr().out.split())
+    for option in ('--iters', '--val-images', '--models', '--update-docs'):
+        assert option in text
+    assert 'A short run: --iters 2 --val-images 4 --models segformer' in text
 
 
 def test_test_results_are_reused_only_while_the_checkpoint_and_options_are_unchanged(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from rass_mmseg.compat import CHECKPOINT_SAFE_GLOBALS
 from tests.utils import FAST_TOOLS as FAST
-from tests.utils import load_tool, repo_path, run_in_process
+from tests.utils import load_tool, repo_path, run_in_process, tool_path
 
 SCR_CONFIG = repo_path('configs', 'scr', 'scr_tiny-sd_1xb4-300it_textures-128x128.py')
 RASS_CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-128x128.py')
@@ -18,13 +18,13 @@ RASS_CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300
 
 @pytest.fixture(scope='module')
 def scr_run(tmp_path_factory):
-    """Two SCR iterations through this repo's tools/train.py, then tools/export_adapter.py on the checkpoint (both
-    in-process)."""
+    """Two SCR iterations through this repo's tools/train.py, then tools/model_converters/export_adapter.py on the
+    checkpoint (both in-process)."""
     root = tmp_path_factory.mktemp('scr')
     work_dir = str(root / 'work')
     run_in_process(repo_path('tools', 'train.py'), SCR_CONFIG, '--work-dir', work_dir, '--cfg-options',
                    'train_cfg.max_iters=2', *FAST, cwd=str(root))
-    run_in_process(repo_path('tools', 'export_adapter.py'), SCR_CONFIG, osp.join(work_dir, 'iter_2.pth'),
+    run_in_process(tool_path('model_converters/export_adapter'), SCR_CONFIG, osp.join(work_dir, 'iter_2.pth'),
                    str(root / 'exported'), cwd=str(root), runner_tool=False)
     return root, work_dir
 
@@ -48,7 +48,8 @@ def test_training_exports_the_adapter_and_the_tool_exports_the_same(scr_run):
     lora = load_file(osp.join(hook_dir, 'adapter_model.safetensors'))
     assert any('lora_B' in k and v.abs().sum() > 0 for k, v in lora.items())
     with pytest.raises(SystemExit, match='export_adapter: adapter folder .*exported is not empty; choose a new folder'):
-        load_tool('export_adapter').main([SCR_CONFIG, osp.join(work_dir, 'iter_2.pth'), str(root / 'exported')])
+        load_tool('model_converters/export_adapter').main([SCR_CONFIG, osp.join(work_dir, 'iter_2.pth'),
+                                                           str(root / 'exported')])
 
 
 def _rass_runner(tmp_path, adapter: str, seed: int = 0) -> Runner:

@@ -1,4 +1,5 @@
-"""tools/visualize_rass.py's figures of the word attention (the drawing itself runs in test_run_protocols.py)."""
+"""tools/analysis_tools/visualize_rass.py's figures of the word attention (the drawing itself runs in
+test_run_protocols.py)."""
 import torch
 import torch.nn.functional as F
 from mmengine.structures import PixelData
@@ -6,7 +7,7 @@ from mmseg.structures import SegDataSample
 
 from tests.utils import load_tool
 
-visualize = load_tool('visualize_rass')
+visualize = load_tool('analysis_tools/visualize_rass')
 
 
 def _sample(gt: torch.Tensor) -> SegDataSample:

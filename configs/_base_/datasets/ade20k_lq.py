@@ -3,7 +3,7 @@
 # scored against ADE20K's own labels (data/ade/ADEChallengeData2016/annotations/validation, label_format='ade20k').
 # Other layouts (./lq_test_sets.py): detectron2 labels -> dict(dataset=_base_.ade20k_lq_detectron2_labels_dataset);
 # the images made here -> dict(dataset=_base_.ade20k_lq_generated_dataset), after, from the repo root:
-#   python tools/degrade_dataset.py data/ade/ADEChallengeData2016/images/validation \
+#   python tools/dataset_converters/degrade_dataset.py data/ade/ADEChallengeData2016/images/validation \
 #       data/ade/ADEChallengeData2016-LQ-generated/images/validation
 # (PNG, same stems; manifest.json records seed and parameters; the degradation of DegradationDataPreProcessor in
 # degrade='test' mode, applied at the original image size before the test pipeline's Resize, as an offline

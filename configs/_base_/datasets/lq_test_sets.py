@@ -26,7 +26,8 @@ ade20k_lq_detectron2_labels_dataset = dict(
         img_path='ADEChallengeData2016-LQ/images/validation',
         seg_map_path='ADEChallengeData2016/annotations_detectron2/validation'),
     label_format='detectron2')
-# ADE20K-LQ made here instead (tools/degrade_dataset.py, PNG, same stems; see ade20k_lq.py): not the released bits.
+# ADE20K-LQ made here instead (tools/dataset_converters/degrade_dataset.py, PNG, same stems; see ade20k_lq.py): not
+# the released bits.
 ade20k_lq_generated_dataset = dict(
     ade20k_lq_dataset,
     data_prefix=dict(

@@ -1,5 +1,5 @@
 # dataset settings: the embedded texture dataset (8 classes, 128x128 PNG), generated offline by
-# `python tools/generate_dataset.py data/textures --seed 0` (or automatically: see generate_cfg).
+# `python tools/dataset_converters/generate_dataset.py data/textures --seed 0` (or automatically: see generate_cfg).
 dataset_type = 'TextureSegDataset'
 data_root = 'data/textures'
 # Generate data_root on first use when it is absent (reused when identical, refused when different);

@@ -2,7 +2,7 @@
 # DegradationDataPreProcessor with degrade='test', e.g.
 # configs/rass/rass_tiny-sd_segformer-head_1xb4-300it_textures-lq-128x128.py;
 # same seed -> the same bits). Training stays clean. Make it once, from the repo root, after data/textures exists:
-#   python tools/degrade_dataset.py data/textures/img_dir/val data/textures_lq/img_dir/val
+#   python tools/dataset_converters/degrade_dataset.py data/textures/img_dir/val data/textures_lq/img_dir/val
 # The labels are read from data/textures/ann_dir/val.
 _base_ = ['./textures.py']
 val_dataloader = dict(

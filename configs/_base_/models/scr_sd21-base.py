@@ -2,7 +2,8 @@
 # the clean latent, frozen VAE decoder in the head), rank-4 SCR LoRA + conv_in trainable, L_res = L2 + 2 x LPIPS
 # (VGG) and the cross-attention alignment loss on the 16x16 and 32x32 maps of a 512x512 crop.
 # Needs checkpoints/stable-diffusion-2-1-base (a local diffusers folder) and checkpoints/lpips_vgg.safetensors
-# (python tools/convert_lpips_weights.py vgg16-397923af.pth checkpoints/lpips_vgg.safetensors --net vgg).
+# (python tools/model_converters/convert_lpips_weights.py vgg16-397923af.pth checkpoints/lpips_vgg.safetensors
+#  --net vgg).
 _base_ = ['./sd21_base.py', '../degradation.py']
 model = dict(
     type='SemanticConstrainedRestorer',

@@ -1,6 +1,6 @@
 # Stable Diffusion 2.1-base: where its weights are (a local diffusers folder: vae/, unet/, text_encoder/,
 # tokenizer/, scheduler/) and its architecture (the config.json of each part), for building the paper-size models
-# without weights (shapes, parameter counts, speed: tools/benchmark.py --without-weights).
+# without weights (shapes, parameter counts, speed: tools/analysis_tools/benchmark.py --without-weights).
 sd21_base_path = 'checkpoints/stable-diffusion-2-1-base'
 sd21_base_vae = dict(
     in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,

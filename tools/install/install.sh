@@ -1,27 +1,47 @@
 #!/usr/bin/env bash
 # One-command setup of rass_mmseg and its pinned OpenMMLab / diffusers stack into the active Python.
 #
-#   bash tools/install.sh
+#   bash tools/install/install.sh [--mmcv-wheels DIR]
+#
+# Options:
+#   --mmcv-wheels DIR  a folder holding a prebuilt mmcv-2.1.0-*.whl with CPU ops (e.g. one a CI machine keeps);
+#                      used when its ops load against the installed torch. Without it (and without the
+#                      equivalent RASS_MMCV_WHEELS=DIR), mmcv is built from source. No default.
+#   -h, --help         this text.
 #
 # mmcv 2.1.0 needs compiled ops built against the installed torch. Which ops depends on RASS_MMCV_CUDA:
 #   auto (default)  CUDA ops when torch sees a GPU, CPU ops otherwise;
 #   1               CUDA ops even without a visible GPU (cross-compile; set TORCH_CUDA_ARCH_LIST);
 #   0               CPU ops only (the GPU is hidden from the build).
-# CPU ops: taken from ../shared/wheels (when that folder exists and its wheel loads against the
-# installed torch), else built from the PyPI source with the C++ standard raised to C++20 (torch 2.14's
+# CPU ops: taken from the --mmcv-wheels folder (when given and its wheel loads against the installed
+# torch), else built from the PyPI source with the C++ standard raised to C++20 (torch 2.14's
 # headers need it; mmcv 2.1.0's setup.py asks for C++14/17, for g++ and nvcc alike). ~20 min on 2 cores.
-# CUDA ops: always built from source (the shared wheel has no CUDA ops) against torch's own CUDA
-# release; tools/mmcv_cuda.py finds a matching toolkit (CUDA_HOME, /usr/local/cuda, nvcc on PATH) or
+# CUDA ops: always built from source (a --mmcv-wheels wheel has CPU ops only) against torch's own CUDA
+# release; tools/install/mmcv_cuda.py finds a matching toolkit (CUDA_HOME, /usr/local/cuda, nvcc on PATH) or
 # pip-installs the one torch pins (cuda-toolkit[nvcc,cccl,crt]) and assembles a CUDA_HOME of symlinks
 # in build/cuda-home. TORCH_CUDA_ARCH_LIST defaults to the visible GPUs' compute capabilities and
 # MAX_JOBS to the number of cores; both can be set by the user. pip's wheel cache is bypassed for mmcv
 # so a wheel built against another torch is never picked up.
 set -euo pipefail
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 py=${PYTHON:-python}
 pip=("$py" -m pip install --disable-pip-version-check)
-wheels=${RASS_MMCV_WHEELS:-$repo/../shared/wheels}
+wheels=${RASS_MMCV_WHEELS:-}  # no default: only a folder the caller names is searched
+
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --mmcv-wheels) [[ $# -ge 2 && -n $2 ]] || { echo "install.sh: --mmcv-wheels needs a folder" >&2; exit 2; }
+                   wheels=$2; shift 2 ;;
+    --mmcv-wheels=*) wheels=${1#*=}; shift ;;
+    -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "install.sh: unknown argument '$1' (expected --mmcv-wheels DIR or --help)" >&2; exit 2 ;;
+  esac
+done
+if [[ -n $wheels && ! -d $wheels ]]; then
+  echo "install.sh: --mmcv-wheels $wheels: no such folder" >&2
+  exit 2
+fi
 
 echo "[install] torch + torchvision"
 "${pip[@]}" torch==2.14.1 torchvision==0.29.1
@@ -29,7 +49,7 @@ echo "[install] torch + torchvision"
 echo "[install] pinned python dependencies"
 "${pip[@]}" -r "$repo/requirements/runtime.txt"
 
-helper=("$py" "$repo/tools/mmcv_cuda.py")
+helper=("$py" "$repo/tools/install/mmcv_cuda.py")
 mmcv_mode=$("${helper[@]}" mode)  # cuda | cpu, from RASS_MMCV_CUDA and whether torch sees a GPU
 check=(check)
 [[ $mmcv_mode == cuda ]] && check+=(--cuda)
@@ -80,7 +100,9 @@ build_mmcv() {
 if mmcv_ok; then
   echo "[install] mmcv 2.1.0 with compiled $mmcv_mode ops already present"
 else
-  if [[ $mmcv_mode == cuda ]]; then
+  if [[ -z $wheels ]]; then
+    echo "[install] no --mmcv-wheels folder given: mmcv 2.1.0 is built from source"
+  elif [[ $mmcv_mode == cuda ]]; then
     echo "[install] CUDA ops wanted: the CPU-only wheels of $wheels are not used"
   elif compgen -G "$wheels/mmcv-2.1.0-*.whl" >/dev/null; then
     echo "[install] mmcv 2.1.0 from $wheels"

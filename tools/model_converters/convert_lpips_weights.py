@@ -1,7 +1,7 @@
 """Write the complete LPIPS state dict (backbone + linear layers) as one safetensors file, offline.
 
-    python tools/convert_lpips_weights.py vgg16-397923af.pth work_dirs/lpips_vgg.safetensors
-    python tools/convert_lpips_weights.py alexnet-owt-7be5be79.pth lpips_alex.safetensors --net alex
+    python tools/model_converters/convert_lpips_weights.py vgg16-397923af.pth work_dirs/lpips_vgg.safetensors
+    python tools/model_converters/convert_lpips_weights.py alexnet-owt-7be5be79.pth lpips_alex.safetensors --net alex
 
 The backbone comes from a torchvision ImageNet checkpoint downloaded by hand (``vgg16-397923af.pth``,
 ``alexnet-owt-7be5be79.pth`` or ``squeezenet1_1-b8a52dc0.pth`` from download.pytorch.org/models), read with

@@ -1,10 +1,12 @@
 """Draw the RASS chain on a few seeded LQ validation images: LQ | SCR restored | RASS prediction | ground truth, and
 the UNet's cross-attention map of each class word present, before SCR (the pretrained tiny SD) and after it.
 
-    python tools/visualize_rass.py [--work-dir work_dirs/protocols] [--out docs/en/_static/rass_tiny_sd_textures.png]
+    python tools/analysis_tools/visualize_rass.py [--work-dir work_dirs/protocols] \
+        [--out docs/en/_static/rass_tiny_sd_textures.png]
 
-Reads what tools/run_protocols.py trained in WORK_DIR: ``scr/iter_N.pth`` (the SCR restorer), ``rass_scr/iter_N.pth``
-(RASS trained with that SCR adapter merged) and ``scr/exported_scr_adapter``, on the tiny SD folder ``--tiny-sd``.
+Reads what tools/analysis_tools/run_protocols.py trained in WORK_DIR: ``scr/iter_N.pth`` (the SCR restorer),
+``rass_scr/iter_N.pth`` (RASS trained with that SCR adapter merged) and ``scr/exported_scr_adapter``, on the tiny SD
+folder ``--tiny-sd``.
 The LQ images are those every protocol is tested on (the SCR config's test-mode degradation, seeded per image).
 The attention maps are those L_SCL aligns: the SCR backbone's captured cross-attention layers at SCR's timestep, for
 the inference prompt (all class names), averaged over heads, layers and the tokens of the word, each drawn from its
@@ -31,7 +33,7 @@ from torch import Tensor
 
 import rass_mmseg  # noqa: F401  (registers the plugin and the weights-only checkpoint loader)
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SCR_CONFIG = osp.join(REPO, 'configs', 'scr', 'scr_tiny-sd-textures_1xb4-300it_textures-128x128.py')
 RASS_CONFIG = osp.join(REPO, 'configs', 'rass',
                        'rass_tiny-sd-textures_segformer-head_1xb4-300it_textures-lq-128x128.py')
@@ -39,7 +41,8 @@ RASS_CONFIG = osp.join(REPO, 'configs', 'rass',
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--work-dir', default='work_dirs/protocols', help='the runs of tools/run_protocols.py')
+    parser.add_argument('--work-dir', default='work_dirs/protocols',
+                        help='the runs of tools/analysis_tools/run_protocols.py')
     parser.add_argument('--iters', type=int, default=300, help='iteration of the checkpoints to read')
     parser.add_argument('--tiny-sd', default=osp.join(REPO, 'checkpoints', 'tiny-sd-textures'))
     parser.add_argument('--num-images', type=int, default=3, help='draw the first N validation images')
@@ -60,7 +63,8 @@ def build(config: str, tiny_sd: str, checkpoint: Optional[str], merge_adapters: 
     model = MODELS.build(cfg.model)
     if checkpoint is not None:
         if not osp.isfile(checkpoint):
-            raise FileNotFoundError(f'{checkpoint}: no such checkpoint (run tools/run_protocols.py first)')
+            raise FileNotFoundError(f'{checkpoint}: no such checkpoint '
+                                    '(run tools/analysis_tools/run_protocols.py first)')
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True, logger='silent')
     return model.eval(), cfg
 

@@ -1,6 +1,6 @@
 """Export the trained LoRA adapter (SCR or Seg) of a checkpoint as an adapter folder.
 
-    python tools/export_adapter.py CONFIG CHECKPOINT OUT_DIR
+    python tools/model_converters/export_adapter.py CONFIG CHECKPOINT OUT_DIR
 
 The folder holds ``adapter_config.json`` + ``adapter_model.safetensors`` (peft's layout, for
 ``PeftModel.from_pretrained``), ``pytorch_lora_weights.safetensors`` (diffusers' layout, for

@@ -1,6 +1,6 @@
 """Generate the embedded texture segmentation dataset (8 texture classes, mmseg folder layout).
 
-    python tools/generate_dataset.py data/textures --seed 0
+    python tools/dataset_converters/generate_dataset.py data/textures --seed 0
 
 Defaults: seed 0, 80 training and 20 validation images of 128x128 pixels; the same arguments give
 byte-identical files. An existing folder holding the same dataset is reused; any other non-empty

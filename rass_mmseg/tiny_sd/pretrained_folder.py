@@ -1,40 +1,33 @@
 """Write the tiny pretrained Stable Diffusion folder a config reads: a VAE and a text-conditioned latent diffusion
-UNet.
+UNet (the logic of tools/misc/make_tiny_sd.py, importable as :func:`rass_mmseg.tiny_sd.make_tiny_sd`).
 
-    python tools/make_tiny_sd.py configs/scr/scr_tiny-sd-textures_1xb4-300it_textures-128x128.py [--ldm-iters 3000]
-
-No Stable Diffusion weights can be downloaded on this project's machines. This tool makes the smallest stand-in for
-a pretrained SD, trained on the config's training images in two stages: ``vae/`` (an ``AutoencoderKL`` trained as a
-plain autoencoder), then ``unet/`` and ``text_encoder/`` trained together as a text-conditioned latent diffusion
-model (epsilon prediction, SD 2.1-base's DDPM schedule, captions naming the classes in each crop; see
-tools/tiny_sd_pretraining.py; ``--freeze-text-encoder`` keeps the encoder random). The folder also holds
+No Stable Diffusion weights can be downloaded on this project's machines. :func:`make_tiny_sd` makes the smallest
+stand-in for a pretrained SD, trained on the config's training images in two stages: ``vae/`` (an ``AutoencoderKL``
+trained as a plain autoencoder, :mod:`rass_mmseg.tiny_sd.autoencoder`), then ``unet/`` and ``text_encoder/``
+trained together as a text-conditioned latent diffusion model (epsilon prediction, SD 2.1-base's DDPM schedule,
+captions naming the classes in each crop; :mod:`rass_mmseg.tiny_sd.latent_diffusion`). The folder also holds
 ``tokenizer/`` (the offline byte-level CLIP tokenizer), ``scheduler/`` (SD 2.1-base's DDPM settings) and
 ``diagnostics/`` (the denoising loss curve as CSV and PNG, one-step x0 reconstructions at a few timesteps).
-With the defaults about 13 minutes on 2 CPU cores shared with other jobs (measured: VAE 4 min, diffusion 9.4 min).
 
 The architectures come from the config's ``tiny_sd_architecture`` dict (``vae``, ``unet``, ``text_encoder``);
 the folder is the config's ``model.backbone.pretrained``. The VAE's ``scaling_factor`` is set, as for SD, to
 one over the standard deviation of its latents on the training images. A finished folder holds
-``rass_tiny_sd.json`` (the recipe, the VAE's reconstruction PSNR, the diffusion losses): running the tool again
-with the same recipe reuses it; any other existing, non-empty folder is refused, never overwritten. The folder
-appears only when complete: it is written to a staging folder beside it (``FOLDER.partial-<recipe hash>``), then
-renamed. The staging folder keeps the trained VAE and, every ``--save-every`` iterations, the diffusion training
-state: an interrupted run started again with the same recipe resumes there and ends with the same weights.
+``rass_tiny_sd.json`` (the recipe, the VAE's reconstruction PSNR, the diffusion losses): running again with the
+same recipe reuses it; any other existing, non-empty folder is refused, never overwritten. The folder appears only
+when complete: it is written to a staging folder beside it (``FOLDER.partial-<recipe hash>``), then renamed. The
+staging folder keeps the trained VAE and, every ``LDMRecipe.save_every`` iterations, the diffusion training state:
+an interrupted run started again with the same recipe resumes there and ends with the same weights.
 """
-import argparse
 import hashlib
 import json
-import math
 import os
 import os.path as osp
 import shutil
-import sys
 import time
-from typing import List, Optional, Sequence
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
@@ -42,42 +35,16 @@ from mmseg.registry import DATASETS
 from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel
 
-import rass_mmseg  # noqa: F401  (registers the dataset)
-from rass_mmseg.models.backbones.scr_backbone import SD21_BASE_SCHEDULER
-from rass_mmseg.models.utils.sd_components import build_byte_level_clip_tokenizer
+from ..models.backbones.scr_backbone import SD21_BASE_SCHEDULER
+from ..models.utils.sd_components import build_byte_level_clip_tokenizer
+from .autoencoder import VAERecipe, encode, train_vae
+from .latent_diffusion import LDMRecipe, caption_check, train_ldm, write_diagnostics
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from tiny_sd_pretraining import LDMRecipe, caption_check, train_ldm, write_diagnostics  # noqa: E402
+__all__ = ['MANIFEST', 'check_out_dir', 'dataset_images', 'dataset_labels', 'make_tiny_sd', 'read_images', 'recipe',
+           'staging_folder']
 
+#: The manifest file of a finished folder.
 MANIFEST = 'rass_tiny_sd.json'
-
-
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help='a config with tiny_sd_architecture and model.backbone.pretrained')
-    parser.add_argument('--iters', type=int, default=200, help='VAE training iterations')
-    parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument('--crop', type=int, default=64, help='side of the random training crops')
-    parser.add_argument('--lr', type=float, default=2e-3)
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--out', default=None,
-                        help='folder to write (default: the config\'s model.backbone.pretrained)')
-    ldm = LDMRecipe()
-    parser.add_argument('--ldm-iters', type=int, default=ldm.iters, help='latent diffusion iterations of the UNet')
-    parser.add_argument('--ldm-batch-size', type=int, default=ldm.batch_size)
-    parser.add_argument('--ldm-crop', type=int, default=ldm.crop, help='side of the random latent crops')
-    parser.add_argument('--ldm-lr', type=float, default=ldm.lr)
-    parser.add_argument('--caption-dropout', type=float, default=ldm.caption_dropout)
-    parser.add_argument('--freeze-text-encoder', action='store_true', help='keep the text encoder random')
-    parser.add_argument('--save-every', type=int, default=ldm.save_every, help='iterations between state saves')
-    parser.add_argument('--stop-after', type=int, default=None, help=argparse.SUPPRESS)  # tests: an interruption
-    return parser.parse_args(argv)
-
-
-def ldm_recipe(args: argparse.Namespace) -> LDMRecipe:
-    return LDMRecipe(iters=args.ldm_iters, batch_size=args.ldm_batch_size, crop=args.ldm_crop, lr=args.ldm_lr,
-                     caption_dropout=args.caption_dropout, train_text_encoder=not args.freeze_text_encoder,
-                     seed=args.seed, save_every=args.save_every)
 
 
 def read_images(paths: List[str]) -> torch.Tensor:
@@ -102,53 +69,10 @@ def dataset_labels(cfg: Config, split: str) -> torch.Tensor:
     return torch.stack([torch.from_numpy(np.array(Image.open(path), dtype=np.int64)) for path in paths])
 
 
-def psnr(reconstruction: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean PSNR (dB) of images in [-1, 1], measured in [0, 1]."""
-    error = ((reconstruction.clamp(-1, 1) - target) / 2).pow(2).flatten(1).mean(1)
-    return float((-10 * torch.log10(error.clamp_min(1e-10))).mean())
-
-
-@torch.no_grad()
-def reconstruct(vae: AutoencoderKL, images: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
-    return torch.cat([vae.decode(vae.encode(chunk).latent_dist.mode()).sample
-                      for chunk in images.split(batch_size)])
-
-
-def train_vae(vae: AutoencoderKL, train: torch.Tensor, val: torch.Tensor, args: argparse.Namespace) -> float:
-    """L1 + L2 autoencoder training on random crops and flips; returns the validation PSNR (dB)."""
-    generator = torch.Generator().manual_seed(args.seed)
-    optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 0.5 * (1 + math.cos(math.pi * it / args.iters)))
-    height, width = train.shape[-2:]
-    crop = min(args.crop, height, width)
-    start = time.perf_counter()
-    vae.train()
-    for iteration in range(1, args.iters + 1):
-        index = torch.randint(0, len(train), (args.batch_size, ), generator=generator)
-        top, left = (int(torch.randint(0, size - crop + 1, (), generator=generator)) for size in (height, width))
-        batch = train[index, :, top:top + crop, left:left + crop]
-        if torch.rand((), generator=generator) < 0.5:
-            batch = batch.flip(-1)
-        reconstruction = vae.decode(vae.encode(batch).latent_dist.mode()).sample
-        loss = F.l1_loss(reconstruction, batch) + F.mse_loss(reconstruction, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if iteration % 100 == 0 or iteration == args.iters:
-            vae.eval()
-            print(f'VAE iter {iteration}/{args.iters}: loss {loss.item():.4f}, val reconstruction '
-                  f'{psnr(reconstruct(vae, val), val):.2f} dB, {(time.perf_counter() - start) / iteration:.2f} s/iter',
-                  flush=True)
-            vae.train()
-    vae.eval()
-    return psnr(reconstruct(vae, val), val)
-
-
-def recipe(cfg: Config, args: argparse.Namespace) -> dict:
-    return dict(architecture=cfg.tiny_sd_architecture.to_dict(), iters=args.iters, batch_size=args.batch_size,
-                crop=args.crop, lr=args.lr, seed=args.seed, data_root=cfg.train_dataloader.dataset.get('data_root'),
-                ldm=ldm_recipe(args).to_dict())
+def recipe(cfg: Config, vae: VAERecipe, ldm: LDMRecipe) -> dict:
+    """What a finished folder records and a rerun must match: the architectures, the data and both recipes."""
+    return dict(architecture=cfg.tiny_sd_architecture.to_dict(), **vae.to_dict(),
+                data_root=cfg.train_dataloader.dataset.get('data_root'), ldm=ldm.to_dict())
 
 
 def staging_folder(out_dir: str, wanted: dict) -> str:
@@ -176,13 +100,8 @@ def check_out_dir(out_dir: str, wanted: dict) -> bool:
     return False
 
 
-@torch.no_grad()
-def encode(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
-    """Unscaled latents (the posterior's mode) of ``images`` in [-1, 1], encoded 8 at a time."""
-    return torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in images.split(8)])
-
-
-def vae_stage(cfg: Config, args: argparse.Namespace, train: torch.Tensor, val: torch.Tensor, staging: str):
+def vae_stage(cfg: Config, vae_recipe: VAERecipe, train: torch.Tensor, val: torch.Tensor,
+              staging: str) -> Tuple[AutoencoderKL, float, torch.Tensor]:
     """The trained VAE (read back from ``staging`` when an earlier run finished it), its validation PSNR and the
     unscaled latents of ``train``."""
     done = osp.join(staging, 'vae_stage.json')
@@ -192,9 +111,9 @@ def vae_stage(cfg: Config, args: argparse.Namespace, train: torch.Tensor, val: t
         print(f'resuming from {staging}: VAE already trained ({val_psnr:.2f} dB)')
         vae = AutoencoderKL.from_pretrained(staging, subfolder='vae', local_files_only=True).eval()
         return vae, val_psnr, encode(vae, train)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(vae_recipe.seed)
     vae = AutoencoderKL(**cfg.tiny_sd_architecture.vae)
-    val_psnr = train_vae(vae, train, val, args)
+    val_psnr = train_vae(vae, train, val, vae_recipe)
     latents = encode(vae, train)
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
     vae.save_pretrained(osp.join(staging, 'vae'), safe_serialization=True)
@@ -203,14 +122,33 @@ def vae_stage(cfg: Config, args: argparse.Namespace, train: torch.Tensor, val: t
     return vae, round(val_psnr, 3), latents
 
 
-def make_tiny_sd(args: argparse.Namespace) -> str:
-    """Write (or reuse) the folder; returns its path."""
-    cfg = Config.fromfile(args.config)
+def make_tiny_sd(config: str, out_dir: Optional[str] = None, vae_recipe: Optional[VAERecipe] = None,
+                 ldm_recipe: Optional[LDMRecipe] = None, stop_after: Optional[int] = None) -> str:
+    """Write (or reuse) the tiny pretrained SD folder of ``config``.
+
+    Args:
+        config: A config with ``tiny_sd_architecture`` and ``model.backbone.pretrained``.
+        out_dir: The folder to write; ``None`` takes the config's ``model.backbone.pretrained``.
+        vae_recipe: The VAE training (default :class:`VAERecipe`).
+        ldm_recipe: The latent diffusion pretraining (default :class:`LDMRecipe`).
+        stop_after: Stop after this many diffusion iterations, keeping the state in the staging folder (tests: an
+            interruption).
+
+    Returns:
+        The finished folder, or the staging folder when stopped early.
+
+    Raises:
+        ValueError: ``config`` lacks ``tiny_sd_architecture`` or ``model.backbone.pretrained``.
+        FileExistsError: ``out_dir`` holds something else than this recipe's folder (nothing is overwritten).
+    """
+    vae_recipe = VAERecipe() if vae_recipe is None else vae_recipe
+    ldm_recipe = LDMRecipe() if ldm_recipe is None else ldm_recipe
+    cfg = Config.fromfile(config)
     if 'tiny_sd_architecture' not in cfg or not cfg.model.get('backbone', {}).get('pretrained'):
-        raise ValueError(f'{args.config} needs tiny_sd_architecture (vae, unet, text_encoder dicts) and '
+        raise ValueError(f'{config} needs tiny_sd_architecture (vae, unet, text_encoder dicts) and '
                          'model.backbone.pretrained (the folder to write)')
-    out_dir = args.out or cfg.model.backbone.pretrained
-    wanted = recipe(cfg, args)
+    out_dir = out_dir or cfg.model.backbone.pretrained
+    wanted = recipe(cfg, vae_recipe, ldm_recipe)
     if check_out_dir(out_dir, wanted):
         print(f'{out_dir} already holds this tiny SD (same recipe): reused')
         return out_dir
@@ -222,10 +160,10 @@ def make_tiny_sd(args: argparse.Namespace) -> str:
     staging = staging_folder(out_dir, wanted)
     os.makedirs(staging, exist_ok=True)
     start = time.perf_counter()
-    vae, val_psnr, latents = vae_stage(cfg, args, train, val, staging)
+    vae, val_psnr, latents = vae_stage(cfg, vae_recipe, train, val, staging)
     vae_seconds = time.perf_counter() - start
 
-    torch.manual_seed(args.seed)
+    torch.manual_seed(ldm_recipe.seed)
     unet = UNet2DConditionModel(**arch.unet)
     text_config = CLIPTextConfig(**arch.text_encoder)
     text_encoder = CLIPTextModel(text_config)
@@ -238,10 +176,10 @@ def make_tiny_sd(args: argparse.Namespace) -> str:
     check = (unet, text_encoder, tokenizer, scheduler, val_latents, val_labels, class_names)
     before = caption_check(*check)
     start = time.perf_counter()
-    history = train_ldm(unet, text_encoder, tokenizer, scheduler, latents, labels, class_names, ldm_recipe(args),
-                        state_file=osp.join(staging, 'ldm_state.pth'), stop_after=args.stop_after)
-    if len(history) < args.ldm_iters:
-        print(f'stopped after {len(history)} of {args.ldm_iters} diffusion iterations; state kept in {staging}')
+    history = train_ldm(unet, text_encoder, tokenizer, scheduler, latents, labels, class_names, ldm_recipe,
+                        state_file=osp.join(staging, 'ldm_state.pth'), stop_after=stop_after)
+    if len(history) < ldm_recipe.iters:
+        print(f'stopped after {len(history)} of {ldm_recipe.iters} diffusion iterations; state kept in {staging}')
         return staging
     ldm_seconds = time.perf_counter() - start
     after = caption_check(*check)
@@ -277,14 +215,3 @@ def make_tiny_sd(args: argparse.Namespace) -> str:
           f'{sum(last) / len(last):.4f}; '
           f'validation denoising MSE {before} -> {after}')
     return out_dir
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    try:
-        make_tiny_sd(parse_args(argv))
-    except (ValueError, FileExistsError) as error:
-        sys.exit(f'make_tiny_sd: {error}')
-
-
-if __name__ == '__main__':
-    main()

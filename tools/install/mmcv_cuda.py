@@ -1,4 +1,4 @@
-"""Helpers for tools/install.sh: decide whether mmcv gets CUDA ops and prepare its CUDA build.
+"""Helpers for tools/install/install.sh: decide whether mmcv gets CUDA ops and prepare its CUDA build.
 
 mmcv 2.1.0's setup.py compiles CUDA ops whenever ``torch.cuda.is_available()`` (or FORCE_CUDA=1) and
 then needs a CUDA toolkit whose release matches the CUDA torch was built with (``torch.version.cuda``).
@@ -12,11 +12,11 @@ for the linker. Nothing outside that folder is changed.
 
 Sub-commands (each prints one result on stdout; messages go to stderr)::
 
-    python tools/mmcv_cuda.py mode          # "cuda" or "cpu" (RASS_MMCV_CUDA=1/0/auto)
-    python tools/mmcv_cuda.py pip-spec      # e.g. cuda-toolkit[nvcc,cccl,crt]==13.0.3
-    python tools/mmcv_cuda.py cuda-home --dest build/cuda-home [--root DIR ...]
-    python tools/mmcv_cuda.py arch-list     # TORCH_CUDA_ARCH_LIST, e.g. 9.0
-    python tools/mmcv_cuda.py check [--cuda] [--report]   # does the installed mmcv have the ops?
+    python tools/install/mmcv_cuda.py mode          # "cuda" or "cpu" (RASS_MMCV_CUDA=1/0/auto)
+    python tools/install/mmcv_cuda.py pip-spec      # e.g. cuda-toolkit[nvcc,cccl,crt]==13.0.3
+    python tools/install/mmcv_cuda.py cuda-home --dest build/cuda-home [--root DIR ...]
+    python tools/install/mmcv_cuda.py arch-list     # TORCH_CUDA_ARCH_LIST, e.g. 9.0
+    python tools/install/mmcv_cuda.py check [--cuda] [--report]   # does the installed mmcv have the ops?
 
 ``cuda-home`` exits with status 3 when no nvcc of the right release is found (install ``pip-spec``
 and run it again).
@@ -246,7 +246,7 @@ def assemble_cuda_home(dest: str, compiler_root: str, roots: Sequence[str]) -> s
         if plain and not osp.lexists(osp.join(lib64, plain)):
             os.symlink(os.readlink(osp.join(lib64, name)), osp.join(lib64, plain))
     with open(osp.join(dest, MARKER), 'w') as f:
-        f.write(f'made by tools/mmcv_cuda.py from {compiler_root} and {list(roots)}\n')
+        f.write(f'made by tools/install/mmcv_cuda.py from {compiler_root} and {list(roots)}\n')
     return dest
 
 

@@ -1,4 +1,5 @@
-"""Pretrain the tiny Stable Diffusion UNet as a text-conditioned latent diffusion model (for tools/make_tiny_sd.py).
+"""Pretrain the tiny Stable Diffusion UNet as a text-conditioned latent diffusion model (the second stage of
+:func:`rass_mmseg.tiny_sd.make_tiny_sd`, run by tools/misc/make_tiny_sd.py).
 
 The stand-in for SD's own pretraining, at toy scale: the UNet learns epsilon prediction under SD's DDPM schedule on
 the latents of the tiny VAE, conditioned on a caption that names the classes present in each training crop (the
@@ -27,7 +28,8 @@ from tqdm import tqdm
 
 from rass_mmseg.models.utils.text_encoding import pack_phrases
 
-__all__ = ['LDMRecipe', 'caption_token_ids', 'captions_of', 'denoising_loss', 'train_ldm', 'write_diagnostics']
+__all__ = ['LDMRecipe', 'caption_check', 'caption_token_ids', 'captions_of', 'denoising_loss', 'train_ldm',
+           'write_diagnostics']
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Write a checkpoint with the Seg LoRA merged into the UNet weights, for inference without peft.
 
-    python tools/merge_lora.py CONFIG CHECKPOINT OUT.pth
+    python tools/model_converters/merge_lora.py CONFIG CHECKPOINT OUT.pth
     python tools/test.py CONFIG OUT.pth --cfg-options model.backbone.deploy=True
 
 The output holds the model's ``state_dict`` with plain UNet layers (no ``lora_A``/``lora_B``/``base_layer``

@@ -1,25 +1,27 @@
 """Run the paper's DT / R2S / FT protocols on the embedded texture dataset and write the result table.
 
-    python tools/run_protocols.py [--work-dir work_dirs/protocols] [--doc docs/en/user_guides/5_protocols.md]
+    python tools/analysis_tools/run_protocols.py [--work-dir work_dirs/protocols] [--update-docs]
+    python tools/analysis_tools/run_protocols.py --iters 2 --val-images 4 --models segformer   # a short run
 
 The whole RASS chain on the tiny pretrained Stable Diffusion (``--tiny-sd``, by default checkpoints/tiny-sd-textures;
-written first by tools/make_tiny_sd.py with ``--tiny-sd-args`` when it holds no finished folder), beside the tiny
+written first by tools/misc/make_tiny_sd.py with ``--tiny-sd-args`` when it holds no finished folder), beside the tiny
 SegFormer and Mask2Former baselines, all through mmseg's tools/train.py and tools/test.py. Trains (skipping any
 run whose checkpoint exists): the baselines on clean textures (DT) and fine-tuned on degraded ones (FT); SCR on the
-tiny SD (L2 + L_SCL, degraded on the fly), whose adapter tools/export_adapter.py exports; the RASS model on clean
-textures (DT), on degraded textures as it is (FT: the ablation "RASS without SCR") and on degraded textures with the
-SCR adapter merged into the UNet (RASS). Tests every model on the same seeded on-the-fly LQ validation images: DT,
-R2S (SCR restores, then the clean model segments), FT and RASS, and the SCR restorer's PSNR. Measures parameters
-and FPS with tools/benchmark.py. Writes a markdown table (with the wall time of every run and the machine) to
-WORK_DIR/protocol_table.md and between the ``<!-- protocols:begin -->`` and ``<!-- protocols:end -->`` markers of a
-docs page (``--doc``, by default docs/en/user_guides/5_protocols.md; nothing else in the file is touched;
-``--no-doc`` leaves every docs page alone). ``--iters 2 --val-images 4`` (and a small ``--tiny-sd-args``) is the
-smoke version the tests run. Configs that read the tiny SD are used through small wrappers in WORK_DIR/configs
-that set its folder.
+tiny SD (L2 + L_SCL, degraded on the fly), whose adapter tools/model_converters/export_adapter.py exports; the RASS
+model on clean textures (DT), on degraded textures as it is (FT: the ablation "RASS without SCR") and on degraded
+textures with the SCR adapter merged into the UNet (RASS). Tests every model on the same seeded on-the-fly LQ
+validation images: DT, R2S (SCR restores, then the clean model segments), FT and RASS, and the SCR restorer's PSNR.
+Measures parameters and FPS with :func:`rass_mmseg.utils.model_benchmark.benchmark` (tools/analysis_tools/benchmark.py's
+logic). Writes a markdown table (with the wall time of every run and the machine) to WORK_DIR/protocol_table.md; only
+with ``--update-docs`` also between the ``<!-- protocols:begin -->`` and ``<!-- protocols:end -->`` markers of a docs
+page (``--update-docs`` alone: docs/en/user_guides/5_protocols.md; ``--update-docs PATH``: another page; nothing else
+in the file is touched). Shorter runs: ``--iters N`` training iterations per run (default 300), ``--val-images N``
+tests on the first N of the 20 validation images, ``--models`` picks the segmentors (segformer, mask2former, rass;
+SCR always trains). ``--iters 2 --val-images 4`` (and a small ``--tiny-sd-args``) is the smoke version the tests run.
+Configs that read the tiny SD are used through small wrappers in WORK_DIR/configs that set its folder.
 """
 import argparse
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -34,11 +36,13 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from rass_mmseg.utils.model_benchmark import BenchmarkSettings, benchmark, format_table
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BEGIN, END = '<!-- protocols:begin -->', '<!-- protocols:end -->'
-#: The docs page whose protocol markers receive the table by default.
+#: The docs page whose protocol markers receive the table with ``--update-docs``.
 DEFAULT_DOC = osp.join(REPO, 'docs', 'en', 'user_guides', '5_protocols.md')
-#: The tiny pretrained SD folder by default, and the config tools/make_tiny_sd.py builds it from.
+#: The tiny pretrained SD folder by default, and the config tools/misc/make_tiny_sd.py builds it from.
 DEFAULT_TINY_SD = osp.join(REPO, 'checkpoints', 'tiny-sd-textures')
 
 
@@ -84,24 +88,31 @@ RUN_OF = {'SegFormer (tiny MiT)': 'segformer', 'Mask2Former (tiny MiT)': 'mask2f
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog='A short run: --iters 2 --val-images 4 --models segformer (the tiny SD folder is made first when '
+        '--tiny-sd holds none: about 13 min on 2 CPU cores with make_tiny_sd.py\'s defaults). The docs page is '
+        'written only with --update-docs.')
     parser.add_argument('--work-dir', default='work_dirs/protocols', help='root of all runs')
-    parser.add_argument('--iters', type=int, default=300, help='training iterations of every run')
-    parser.add_argument('--val-images', type=int, default=None, help='test on the first N val images only')
+    parser.add_argument('--iters', type=int, default=300, metavar='N',
+                        help='training iterations of every run (default: %(default)s; e.g. 2 for a smoke run)')
+    parser.add_argument('--val-images', type=int, default=None, metavar='N',
+                        help='test on the first N of the 20 validation images only (default: all)')
     parser.add_argument('--fps-images', type=int, default=20, help='timed images per benchmark round')
     parser.add_argument('--tiny-sd', default=DEFAULT_TINY_SD,
                         help='the tiny pretrained SD folder (default: %(default)s)')
     parser.add_argument('--tiny-sd-args', default='',
-                        help='arguments of tools/make_tiny_sd.py when --tiny-sd holds no finished folder yet')
+                        help='arguments of tools/misc/make_tiny_sd.py when --tiny-sd holds no finished folder yet')
     doc = parser.add_mutually_exclusive_group()
-    # --readme: the option's former name, kept so that existing commands keep working
-    doc.add_argument('--doc', '--readme', dest='doc', default=DEFAULT_DOC, metavar='PATH',
-                     help='markdown file to update between the protocol markers (default: %(default)s)')
+    # --doc / --readme PATH: the option's former names, kept so that existing commands keep working (an explicit ask)
+    doc.add_argument('--update-docs', '--doc', '--readme', dest='doc', nargs='?', const=DEFAULT_DOC, default=None,
+                     metavar='PATH', help='also write the table between the protocol markers of this markdown page '
+                     f'(without PATH: {osp.relpath(DEFAULT_DOC, REPO)}); by default no docs page is touched')
     doc.add_argument('--no-doc', dest='doc', action='store_const', const=None,
-                     help='write WORK_DIR/protocol_table.md only')
-    parser.set_defaults(doc=DEFAULT_DOC)
+                     help='write WORK_DIR/protocol_table.md only (the default)')
     models = sorted(set(RUN_OF.values()))
-    parser.add_argument('--models', nargs='+', choices=models, default=models, help='segmentors to run (default: all)')
+    parser.add_argument('--models', nargs='+', choices=models, default=models,
+                        help='segmentors to run (default: all; the SCR restorer always trains)')
     return parser.parse_args(argv)
 
 
@@ -122,6 +133,7 @@ TIMES: Dict[str, float] = {}  # wall seconds of every tool call, by run name
 
 
 def _run(script: str, *arguments: str, name: Optional[str] = None) -> str:
+    """Run ``python tools/SCRIPT ARGUMENTS`` in a subprocess; its output, or a RuntimeError naming the command."""
     command = [sys.executable, osp.join(REPO, 'tools', script), *arguments]
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
@@ -150,7 +162,7 @@ def prepare_tiny_sd(args: argparse.Namespace) -> Dict[str, str]:
     """Make the tiny SD folder when it is not finished; write the wrapper configs that read it (name -> path)."""
     if not osp.isfile(osp.join(args.tiny_sd, 'rass_tiny_sd.json')):
         print(f'[make_tiny_sd] {args.tiny_sd}', flush=True)
-        _run('make_tiny_sd.py', TINY_SD_CONFIG, '--out', args.tiny_sd, *shlex.split(args.tiny_sd_args),
+        _run('misc/make_tiny_sd.py', TINY_SD_CONFIG, '--out', args.tiny_sd, *shlex.split(args.tiny_sd_args),
              name='make_tiny_sd')
     folder = osp.join(args.work_dir, 'configs')
     os.makedirs(folder, exist_ok=True)
@@ -187,7 +199,8 @@ def train_all(args: argparse.Namespace, wrappers: Dict[str, str]) -> Dict[str, s
             paths['scr_adapter'] = osp.join(work_dir, 'exported_scr_adapter')
             if not osp.isfile(osp.join(paths['scr_adapter'], 'rass_adapter.json')):
                 print('[export_adapter] scr', flush=True)
-                _run('export_adapter.py', config, checkpoint, paths['scr_adapter'], name='export_adapter')
+                _run('model_converters/export_adapter.py', config, checkpoint, paths['scr_adapter'],
+                     name='export_adapter')
     return paths
 
 
@@ -221,30 +234,30 @@ def test_miou(args: argparse.Namespace, config: str, checkpoint: str, options: S
     return float(found[-1])
 
 
-def _benchmark_module():
-    spec = importlib.util.spec_from_file_location('rass_benchmark', osp.join(REPO, 'tools', 'benchmark.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _r2s_overrides(label: str, wrappers: Dict[str, str]) -> Dict[str, str]:
+    overrides = {'model.restorer': wrappers['scr']}
+    if RUN_OF[label] == 'rass':
+        overrides['model.segmentor'] = wrappers['rass']
+    return overrides
 
 
 def _r2s_options(label: str, wrappers: Dict[str, str]) -> List[str]:
-    options = [f'model.restorer={wrappers["scr"]}']
-    return options + ([f'model.segmentor={wrappers["rass"]}'] if RUN_OF[label] == 'rass' else [])
+    return [f'{key}={value}' for key, value in _r2s_overrides(label, wrappers).items()]
 
 
 def measure(args: argparse.Namespace, wrappers: Dict[str, str]) -> Dict[str, dict]:
     """Params and FPS (128x128, CPU) of each clean model and of its R2S pipeline, measured side by side."""
-    benchmark = _benchmark_module()
     results = {}
     for label, r2s in R2S_TEST.items():
         if RUN_OF[label] not in args.models:
             continue
         clean = TRAIN_RUNS[f'dt_{RUN_OF[label]}'][0].format(**wrappers)
-        argv = [clean, '--compare', r2s, '--shape', '128', '128', '--num-images', str(args.fps_images),
-                '--rounds', '3', '--warmup', '2', '--compare-cfg-options', 'model.restorer_checkpoint=None',
-                'model.segmentor_checkpoint=None', *_r2s_options(label, wrappers)]
-        single, pipeline = benchmark.main(argv)
+        settings = BenchmarkSettings(
+            clean, compare=r2s, shape=(128, 128), num_images=args.fps_images, rounds=3, warmup=2,
+            compare_cfg_options={'model.restorer_checkpoint': None, 'model.segmentor_checkpoint': None,
+                                 **_r2s_overrides(label, wrappers)})
+        single, pipeline = benchmark(settings)
+        print(format_table([single, pipeline], settings), flush=True)
         results[label] = dict(single=single, r2s=pipeline)
     return results
 

@@ -1,8 +1,8 @@
 """Throughput of the degradation engine's backends against a per-image loop and mmagic's CPU transforms.
 
-    python tools/benchmark_degradation.py --threads 2            # batch sizes 1, 8, 16 at 512x512 on the CPU
-    python tools/benchmark_degradation.py --threads 1 --profile  # + where the time goes, operation by operation
-    python tools/benchmark_degradation.py --device cuda --cpu-baseline   # GPU rows + the CPU rows on the host
+    python tools/analysis_tools/benchmark_degradation.py --threads 2    # batch sizes 1, 8, 16 at 512x512, CPU
+    python tools/analysis_tools/benchmark_degradation.py --threads 1 --profile  # + where the time goes, by operation
+    python tools/analysis_tools/benchmark_degradation.py --device cuda --cpu-baseline  # GPU rows + the host's CPU rows
 
 Rows, measured side by side in one run (methods interleaved inside every repeat, median of the repeats):
 

@@ -1,42 +1,40 @@
 """Benchmark segmentors like any mmseg model: parameters, inference speed and peak memory.
 
-    python tools/benchmark.py CONFIG [--checkpoint CKPT] [--shape 512 512] [--num-images 20]
-    python tools/benchmark.py CONFIG --compare CONFIG2      # both measured in this run, alternating, + ratio
-    python tools/benchmark.py CONFIG --compare CONFIG --compare-cfg-options model.backbone.deploy=True
-    python tools/benchmark.py CONFIG --mode train --batch-size 2 --amp bf16   # training iterations
-    python tools/benchmark.py CONFIG --without-weights                          # paper-size, random init
-    python tools/benchmark.py CONFIG --compile default                          # eager vs torch.compile'd UNet
+The logic of tools/analysis_tools/benchmark.py (its docstring lists the commands), importable::
 
-What is timed (``--mode inference``, the default): ``model.inference`` (the config's ``test_cfg``: whole or
-slide) on a random, already normalised batch of one image, under ``torch.no_grad``, after ``--warmup``
-passes. The data preprocessor (and so any online degradation) is NOT timed, nor is data loading.
+    from rass_mmseg.utils.model_benchmark import BenchmarkSettings, benchmark, format_table
+    settings = BenchmarkSettings(config, compare=config2, shape=(128, 128), device='cpu')
+    print(format_table(benchmark(settings), settings))
 
-``--mode train``: whole ``model.train_step`` iterations (data preprocessor with its online degradation, loss,
-backward, optimizer step) on ``--batch-size`` random uint8 images with random labels, through an optimizer
-wrapper built from the config's ``optim_wrapper`` (``--amp`` picks mmengine's ``AmpOptimWrapper`` with that
-dtype, ``none`` a plain ``OptimWrapper``; optimizer, clipping and parameter-wise settings are the config's).
-Data loading is not timed.
+What is timed (``mode='inference'``, the default): ``model.inference`` (the config's ``test_cfg``: whole or
+slide) on a random, already normalised batch of one image, under ``torch.no_grad``, after ``warmup`` passes. The
+data preprocessor (and so any online degradation) is NOT timed, nor is data loading.
+
+``mode='train'``: whole ``model.train_step`` iterations (data preprocessor with its online degradation, loss,
+backward, optimizer step) on ``batch_size`` random uint8 images with random labels, through an optimizer wrapper
+built from the config's ``optim_wrapper`` (``amp`` picks mmengine's ``AmpOptimWrapper`` with that dtype, ``'none'``
+a plain ``OptimWrapper``; optimizer, clipping and parameter-wise settings are the config's). Data loading is not
+timed.
 
 Peak memory is ``torch.cuda.max_memory_allocated`` on a GPU, and the process's peak resident memory on a CPU.
 
-``--compile MODE`` measures the config twice in the same run, eagerly and with ``model.backbone.compile=dict(
-mode=MODE)`` (``torch.compile`` of the UNet; ``reduce-overhead`` adds CUDA graphs on a GPU); compilation happens
-in the untimed warm-up passes.
+``compile=MODE`` measures the config twice in the same run, eagerly and with ``model.backbone.compile=dict(
+mode=MODE)`` (``torch.compile`` of the UNet; ``reduce-overhead`` adds CUDA graphs on a GPU); compilation happens in
+the untimed warm-up passes.
 
-``--without-weights`` builds a config that reads Stable Diffusion from a local folder (``backbone.pretrained``)
-from the architecture dicts the config carries instead (``sd21_base_vae``, ``sd21_base_unet``,
-``sd21_base_text_encoder``), randomly initialised, and SCR's LPIPS network without its weights file: same
-shapes and cost, meaningless predictions.
+``without_weights=True`` builds a config that reads Stable Diffusion from a local folder (``backbone.pretrained``)
+from the architecture dicts the config carries instead (:func:`rass_mmseg.utils.model_without_weights`), randomly
+initialised, and SCR's LPIPS network without its weights file: same shapes and cost, meaningless predictions.
 """
-import argparse
 import copy
 import resource
 import statistics
 import time
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, ConfigDict
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
@@ -45,51 +43,55 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import nn
 
-import rass_mmseg  # noqa: F401  (registers the plugin)
-from rass_mmseg.models.utils.sd_components import without_weights as use_sd_architecture
+from .without_weights import model_without_weights
+
+__all__ = ['BenchmarkSettings', 'benchmark', 'build_model', 'build_model_from_cfg', 'build_training_optim_wrapper',
+           'count_parameters', 'format_table', 'label_count', 'load_config', 'random_training_batch', 'time_inference',
+           'time_training']
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Parameters, FPS and peak memory of mmseg segmentors')
-    parser.add_argument('config', help='config file')
-    parser.add_argument('--checkpoint', help='optional checkpoint (random weights otherwise)')
-    parser.add_argument('--compare', help='a second config measured in the same run')
-    parser.add_argument('--compare-checkpoint', help='checkpoint of the second config')
-    parser.add_argument('--shape', type=int, nargs=2, default=[512, 512], metavar=('H', 'W'), help='input size')
-    parser.add_argument('--num-images', type=int, default=20, help='timed images per round')
-    parser.add_argument('--warmup', type=int, default=3, help='untimed passes before timing')
-    parser.add_argument('--rounds', type=int, default=3, help='alternating rounds (median FPS is reported)')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--amp', choices=['none', 'bf16', 'fp16'], default='none', help='autocast dtype')
-    parser.add_argument('--compile', metavar='MODE', choices=['default', 'reduce-overhead', 'max-autotune'],
-                        help='also measure the config with its UNet compiled (torch.compile mode), side by side')
-    parser.add_argument('--mode', choices=['inference', 'train'], default='inference',
-                        help='time model.inference (default) or whole model.train_step iterations')
-    parser.add_argument('--batch-size', type=int, default=2, help='images per training iteration (--mode train)')
-    parser.add_argument('--without-weights', action='store_true',
-                        help='build Stable Diffusion from the config\'s sd21_base_* architecture dicts, random init')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='overrides applied to every config')
-    parser.add_argument('--compare-cfg-options', nargs='+', action=DictAction,
-                        help='overrides applied to the second config only (e.g. model.backbone.deploy=True)')
-    return parser.parse_args(argv)
+def _default_device() -> str:
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
 
 
-WEIGHT_FREE_KEYS = dict(vae='sd21_base_vae', unet='sd21_base_unet', text_encoder='sd21_base_text_encoder')
+@dataclass
+class BenchmarkSettings:
+    """What :func:`benchmark` measures (the options of tools/analysis_tools/benchmark.py, same names).
 
-
-def use_architecture_without_weights(cfg: Config, config: str) -> None:
-    """Point ``cfg.model.backbone`` at the config's ``sd21_base_*`` architecture dicts instead of a weights folder.
-
-    Args:
-        cfg: The loaded config, changed in place.
-        config: Its path, for the error message.
+    Attributes:
+        config: Config file.
+        checkpoint: Optional checkpoint (random weights otherwise).
+        compare: A second config measured in the same run.
+        compare_checkpoint: Checkpoint of the second config.
+        shape: Input size ``(H, W)``.
+        num_images: Timed images (inference) or iterations (train) per round.
+        warmup: Untimed passes before timing.
+        rounds: Alternating rounds (the median FPS is reported).
+        device: ``'cuda'`` when torch sees a GPU, else ``'cpu'``, by default.
+        amp: Autocast dtype: ``'none'``, ``'bf16'`` or ``'fp16'``.
+        compile: ``torch.compile`` mode: also measure the config with its UNet compiled, side by side.
+        mode: ``'inference'`` (``model.inference``) or ``'train'`` (whole ``model.train_step`` iterations).
+        batch_size: Images per training iteration (``mode='train'``).
+        without_weights: Build Stable Diffusion from the config's ``sd21_base_*`` architecture dicts, random init.
+        cfg_options: Overrides applied to every config.
+        compare_cfg_options: Overrides applied to the second config only (e.g. ``model.backbone.deploy=True``).
     """
-    missing = [key for key in WEIGHT_FREE_KEYS.values() if key not in cfg]
-    backbone = cfg.model.get('backbone')
-    if missing or backbone is None or 'pretrained' not in backbone:
-        raise ValueError(f'--without-weights: {config} needs model.backbone.pretrained and the keys '
-                         f'{", ".join(WEIGHT_FREE_KEYS.values())}; missing: {", ".join(missing) or "model.backbone"}')
-    use_sd_architecture(cfg.model, *(cfg[key] for key in WEIGHT_FREE_KEYS.values()))
+    config: str
+    checkpoint: Optional[str] = None
+    compare: Optional[str] = None
+    compare_checkpoint: Optional[str] = None
+    shape: Sequence[int] = (512, 512)
+    num_images: int = 20
+    warmup: int = 3
+    rounds: int = 3
+    device: str = field(default_factory=_default_device)
+    amp: str = 'none'
+    compile: Optional[str] = None
+    mode: str = 'inference'
+    batch_size: int = 2
+    without_weights: bool = False
+    cfg_options: Optional[dict] = None
+    compare_cfg_options: Optional[dict] = None
 
 
 def load_config(config: str, cfg_options: Optional[dict] = None, without_weights: bool = False) -> Config:
@@ -98,7 +100,7 @@ def load_config(config: str, cfg_options: Optional[dict] = None, without_weights
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if without_weights:
-        use_architecture_without_weights(cfg, config)
+        cfg.model = model_without_weights(cfg, config)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     return cfg
 
@@ -208,8 +210,16 @@ def time_training(model: nn.Module, optim_wrapper: OptimWrapper, data: dict, ite
     return iterations / (time.perf_counter() - start)
 
 
-def benchmark(args: argparse.Namespace) -> List[dict]:
-    """Measure every config of ``args`` in alternating rounds; returns one result dict per config."""
+def benchmark(args: BenchmarkSettings) -> List[dict]:
+    """Measure every config of ``args`` in alternating rounds.
+
+    Args:
+        args: What to measure.
+
+    Returns:
+        One dict per model: ``config`` (its label), ``total`` and ``trainable`` parameters, ``fps``,
+        ``ms_per_image`` and ``peak_memory_mb`` (one process measures all models: the peak covers them all).
+    """
     specs = [(args.config, args.checkpoint, args.cfg_options)]
     if args.compare and args.compile:
         raise ValueError('--compare and --compile each add a second model; give one of them')
@@ -251,7 +261,9 @@ def benchmark(args: argparse.Namespace) -> List[dict]:
     return results
 
 
-def format_table(results: List[dict], args: argparse.Namespace) -> str:
+def format_table(results: List[dict], args: BenchmarkSettings) -> str:
+    """The printed table of :func:`benchmark`'s ``results``: a settings line, one row per model, the FPS ratio of
+    two models."""
     step = (f'mode=train batch={args.batch_size} iterations/round={args.num_images}'
             if args.mode == 'train' else f'mode=inference images/round={args.num_images}')
     lines = [f'device={args.device} shape={tuple(args.shape)} {step} rounds={args.rounds} amp={args.amp}'
@@ -265,14 +277,3 @@ def format_table(results: List[dict], args: argparse.Namespace) -> str:
         if args.compile:
             lines.append(f'compiled / eager: {results[1]["fps"] / results[0]["fps"]:.3f}x')
     return '\n'.join(lines)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> List[dict]:
-    args = parse_args(argv)
-    results = benchmark(args)
-    print(format_table(results, args))
-    return results
-
-
-if __name__ == '__main__':
-    main()

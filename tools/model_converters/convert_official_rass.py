@@ -1,11 +1,11 @@
 """Convert the public RASS release (github.com/Ka1Guan/RASS, detectron2) to this package.
 
     # the SCR checkpoint (preset/model/scr.pkl) -> an adapter folder for model.backbone.merge_adapters
-    python tools/convert_official_rass.py preset/model/scr.pkl checkpoints/rass_official/scr_adapter \
+    python tools/model_converters/convert_official_rass.py preset/model/scr.pkl checkpoints/rass_official/scr_adapter \
         --sd21-base checkpoints/stable-diffusion-2-1-base
     # the RASS checkpoint (rass.pth) -> a checkpoint of the paper config
     # (configs/rass/rass_sd21-base_mask2former_8xb2-160k_ade20k-lq-512x512.py)
-    python tools/convert_official_rass.py preset/model/rass.pth checkpoints/rass_official/rass.pth \
+    python tools/model_converters/convert_official_rass.py preset/model/rass.pth checkpoints/rass_official/rass.pth \
         --sd21-base checkpoints/stable-diffusion-2-1-base --merge-adapters checkpoints/rass_official/scr_adapter
 
 The kind of ``src`` is read from its content (an SCR dict with ``state_dict_unet``, or a detectron2 checkpoint with a
@@ -27,14 +27,13 @@ import argparse
 import os
 import os.path as osp
 import pickle
-import sys
 from typing import List, Optional, Sequence
 
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PAPER_CONFIG = osp.join(REPO, 'configs', 'rass', 'rass_sd21-base_mask2former_8xb2-160k_ade20k-lq-512x512.py')
 FINGERPRINT = 'backbone.frozen_weights_fingerprint'
 
@@ -103,7 +102,7 @@ def convert_rass(checkpoint, args: argparse.Namespace) -> List[str]:
     else:
         lines.append('no frozen-weights fingerprint (no --sd21-base): load non-strictly (tools/test.py does) and '
                      'keep model.backbone.merge_adapters=[<SCR adapter folder>]')
-    meta = dict(converted_from=osp.basename(args.src), converter='tools/convert_official_rass.py',
+    meta = dict(converted_from=osp.basename(args.src), converter='tools/model_converters/convert_official_rass.py',
                 config=osp.relpath(args.config, REPO) if args.config.startswith(REPO) else args.config,
                 frozen_weights=('fingerprint' if args.sd21_base else 'not included, no fingerprint'),
                 dataset_meta=dict(classes=ADE20KDataset.METAINFO['classes'], palette=ADE20KDataset.METAINFO['palette']))
@@ -114,7 +113,6 @@ def convert_rass(checkpoint, args: argparse.Namespace) -> List[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     args = parse_args(argv)
-    sys.path.insert(0, REPO)
     import mmdet.models  # noqa: F401  (Mask2FormerHead's parts)
 
     import rass_mmseg  # noqa: F401  (registers the model)

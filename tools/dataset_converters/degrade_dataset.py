@@ -4,7 +4,7 @@ Every image is degraded with the Real-ESRGAN second-order pipeline of ``Degradat
 ``degrade='test'`` mode: the result depends only on (seed, file name, image), so it equals what the
 preprocessor produces on the fly for the same seed, and re-running gives the same bits (on the CPU).
 
-    python tools/degrade_dataset.py data/ade/images/validation data/ade_lq/images/validation \
+    python tools/dataset_converters/degrade_dataset.py data/ade/images/validation data/ade_lq/images/validation \
         --label-dir data/ade/annotations/validation --out-label-dir data/ade_lq/annotations/validation
 
 Each image is read exactly as the test pipeline reads it: with the image loader of ``--config``'s test pipeline
@@ -338,7 +338,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     relatives = list_files(args.src_dir, IMAGE_EXTENSIONS)
     check_one_output_per_image(args.src_dir, args.out_dir, relatives)
     manifest = dict(
-        tool='tools/degrade_dataset.py',
+        tool='tools/dataset_converters/degrade_dataset.py',
         rass_mmseg_version=__version__,
         seed=seed,
         identity='file name (DegradationDataPreProcessor, degrade="test")',
