@@ -3,7 +3,7 @@
 A small file can declare a huge image: a 389 KB PNG of 20000x20000 pixels decodes to 1.1 GiB with cv2 (mmseg's
 default backend), and cv2 reads no header on its own. Pillow's ``Image.open`` reads only the header (the pixels are
 decoded later, lazily), so :func:`check_pixel_limit` refuses such a file before any decoder runs. It is shared by
-``LoadImageFromFileChecked`` (``max_pixels``) and ``tools/degrade_dataset.py`` (``--max-pixels``).
+``LoadImageFromFileChecked`` (``max_pixels``) and ``tools/dataset_converters/degrade_dataset.py`` (``--max-pixels``).
 
 The default limit, :data:`DEFAULT_MAX_PIXELS` = 100 megapixels (300 MB as 8-bit BGR), is far above any image of the
 datasets we use (ADE20K and Cityscapes photos are at most a few megapixels) and above the full resolution of phone

@@ -1,8 +1,8 @@
 """The Real-ESRGAN second-order degradation engine: batched, device-agnostic, one concept per file.
 
 Kept apart from the models (as mmagic and BasicSR keep theirs): ``DegradationDataPreProcessor`` is a thin mmseg
-adapter around :class:`SecondOrderDegradation`, and tools (``tools/degrade_dataset.py``,
-``tools/benchmark_degradation.py``) import the engine from here without going through the preprocessor.
+adapter around :class:`SecondOrderDegradation`, and tools (``tools/dataset_converters/degrade_dataset.py``,
+``tools/analysis_tools/benchmark_degradation.py``) import the engine from here without going through the preprocessor.
 """
 from .blur import blur_ragged
 from .blur_kernels import (

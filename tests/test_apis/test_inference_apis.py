@@ -31,7 +31,7 @@ from rass_mmseg.datasets.texture_generator import CLASSES, PALETTE
 from tests.utils import REPO, needs_made_tiny_sd, repo_path
 
 SIZE = 128
-# Runnable without weights: the tiny configs, except those that need tools/make_tiny_sd.py's trained SD folder.
+# Runnable without weights: the tiny configs, except those that need tools/misc/make_tiny_sd.py's trained SD folder.
 ALL_TINY = sorted(path for folder in ('rass', 'scr', 'protocols')
                   for path in glob.glob(repo_path('configs', folder, '*.py')) if 'tiny' in osp.basename(path))
 NEEDS_TRAINED_SD = {osp.basename(path): path for path in ALL_TINY if needs_made_tiny_sd(path)}

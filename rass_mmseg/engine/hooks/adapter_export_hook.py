@@ -19,7 +19,7 @@ class AdapterExportHook(Hook):
     ``adapter_model.safetensors``) that ``PeftModel.from_pretrained`` loads, diffusers' LoRA file
     (``pytorch_lora_weights.safetensors``) for ``pipeline.load_lora_weights``, and our ``rass_adapter.json`` plus
     ``trained_modules.safetensors`` (``conv_in``). ``RASSBackbone(merge_adapters=[...])`` accepts it;
-    ``tools/export_adapter.py`` does the same from any checkpoint.
+    ``tools/model_converters/export_adapter.py`` does the same from any checkpoint.
 
     Args:
         prefix: Folder name prefix.

@@ -117,7 +117,8 @@ def _model_inputs(node: Any, key: str, found: List[MissingInput]) -> None:
         elif name.endswith('_checkpoint'):
             _check_file(child, value, 'a checkpoint', CHECKPOINT_DOCS, found)
         elif name == 'lpips_weights':
-            _check_file(child, value, 'LPIPS weights (tools/convert_lpips_weights.py)', CHECKPOINT_DOCS, found)
+            _check_file(child, value, 'LPIPS weights (tools/model_converters/convert_lpips_weights.py)',
+                        CHECKPOINT_DOCS, found)
         else:
             _model_inputs(value, child, found)
 

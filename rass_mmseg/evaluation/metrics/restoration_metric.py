@@ -62,8 +62,8 @@ class RestorationMetric(BaseMetric):
         crop_border: Pixels left out at each edge for PSNR and SSIM (as mmagic's ``crop_border``; usually the
             super-resolution scale). LPIPS sees the whole image.
         quantize: Round the restored image (and the 8-bit ground truth) to 8 bit before the metrics.
-        lpips_weights: Local LPIPS weights file (``tools/convert_lpips_weights.py``); LPIPS is computed only
-            when it is given.
+        lpips_weights: Local LPIPS weights file (``tools/model_converters/convert_lpips_weights.py``); LPIPS is
+            computed only when it is given.
         lpips_net: LPIPS backbone: ``'vgg'``, ``'alex'`` or ``'squeeze'``.
         collect_device: Device for collecting results across ranks, ``'cpu'`` or ``'gpu'``.
         prefix: Prefix of the result keys (none by default).

@@ -70,7 +70,7 @@ class StableDiffusionBackbone(BaseModule):
             preprocessor feeding this backbone, undone and replaced by the VAE's [-1, 1] range (for mmseg configs
             whose preprocessor normalises with ImageNet statistics). None: inputs are already in [-1, 1].
         deploy: Build the UNet without LoRA layers, to load a checkpoint whose LoRA was merged
-            (``tools/merge_lora.py``).
+            (``tools/model_converters/merge_lora.py``).
         compile: Run the UNet through ``torch.compile`` with these keyword arguments (e.g. ``dict(mode='default')``;
             ``mode='reduce-overhead'`` uses CUDA graphs on a GPU; ``dict()`` for torch's defaults); None: eager.
             Compilation happens at the first forward; if it fails (no compiler, an unsupported op or backend) the

@@ -44,7 +44,8 @@ class DegradationDataPreProcessor(SegDataPreProcessor):
     * ``'test'``: as ``'train'``, and validation/test batches too, each image seeded by ``test_seed`` and its
       identity, the file name of ``data_sample.metainfo['img_path']``. An image then degrades to the same bits
       whatever the batch size, the batch order or the other images (on the CPU): a degraded benchmark (e.g.
-      ADE20K-LQ) made on the fly, equal to ``tools/degrade_dataset.py``'s output for the same image and seed.
+      ADE20K-LQ) made on the fly, equal to ``tools/dataset_converters/degrade_dataset.py``'s output for the same image
+      and seed.
       An image given as an array (mmseg's ``inference_model`` or ``MMSegInferencer`` with an ``ndarray``) has no
       file name and is refused with a one-line error that says what to do instead.
     * ``'never'``: no degradation (e.g. for ``analysis_tools/benchmark.py``, which runs with ``training=True``).

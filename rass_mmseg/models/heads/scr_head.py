@@ -30,8 +30,8 @@ class SCRHead(BaseModule):
         l2_weight: Weight of the L2 term.
         lpips_weight: Weight of the LPIPS term; 0 builds no LPIPS network.
         lpips_net: LPIPS backbone, ``'vgg'`` (OSEDiff) or ``'alex'``/``'squeeze'``.
-        lpips_weights: Local LPIPS weights (safetensors, see ``tools/convert_lpips_weights.py``). Without it
-            the LPIPS network is randomly initialised and a warning is logged: fine for tests, useless as a
+        lpips_weights: Local LPIPS weights (safetensors, see ``tools/model_converters/convert_lpips_weights.py``).
+            Without it the LPIPS network is randomly initialised and a warning is logged: fine for tests, useless as a
             perceptual loss.
         save_frozen_weights: Whether checkpoints hold the frozen decoder and LPIPS weights. None: only those that
             cannot be rebuilt from files (random initialisation); see

@@ -275,8 +275,9 @@ class RestoreThenSegment(BaseSegmentor):
         return self.segmentor.predict(self.segmentor_inputs(restored, data_samples), data_samples)
 
     def inference(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
-        """The segmentor's whole or slide inference (its ``test_cfg``) on the restored images, as ``tools/benchmark.py``
-        times it; returns its segmentation logits (N, C, H', W') at the segmentor's padded input size."""
+        """The segmentor's whole or slide inference (its ``test_cfg``) on the restored images, as
+        ``tools/analysis_tools/benchmark.py`` times it; returns its segmentation logits (N, C, H', W') at the
+        segmentor's padded input size."""
         segmentor_inputs = self.segmentor_inputs(self.restore(inputs))
         metas = [dict(meta, pad_shape=segmentor_inputs.shape[-2:]) for meta in batch_img_metas]
         return self.segmentor.inference(segmentor_inputs, metas)

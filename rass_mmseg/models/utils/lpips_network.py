@@ -4,7 +4,7 @@ Deep Features as a Perceptual Metric" (CVPR 2018, arXiv 1801.03924), as a frozen
 The network is torchmetrics' copy of the reference implementation (``richzhang/PerceptualSimilarity``),
 built with a randomly initialised torchvision backbone so that nothing is downloaded; real weights come
 from one local file holding the complete state dict (backbone and linear layers), which
-``tools/convert_lpips_weights.py`` writes from a torchvision checkpoint and the linear layers that ship
+``tools/model_converters/convert_lpips_weights.py`` writes from a torchvision checkpoint and the linear layers that ship
 with torchmetrics. OSEDiff's restoration loss uses the VGG variant (``lpips.LPIPS(net='vgg')``).
 
 File format: a flat ``{name: tensor}`` dict with the key names of the reference implementation,
@@ -120,7 +120,7 @@ class LPIPSNetwork(nn.Module):
         if missing or unexpected:
             raise ValueError(f'{path} is not a complete LPIPS-{self.net_type} state dict: missing {len(missing)} '
                              f'keys {missing[:3]}, unexpected {len(unexpected)} keys {unexpected[:3]} '
-                             f'(write one with tools/convert_lpips_weights.py)')
+                             f'(write one with tools/model_converters/convert_lpips_weights.py)')
         wrong = [f'{name} {tuple(state[name].shape)} != {tuple(shape)}' for name, shape in expected.items()
                  if state[name].shape != shape]
         if wrong:
@@ -135,7 +135,8 @@ class LPIPSNetwork(nn.Module):
 
 def _check_weights_path(path: str) -> None:
     if not osp.isfile(path):
-        raise FileNotFoundError(f'LPIPS weights file {path} not found (write it with tools/convert_lpips_weights.py)')
+        raise FileNotFoundError(f'LPIPS weights file {path} not found (write it with '
+                                'tools/model_converters/convert_lpips_weights.py)')
     if not path.endswith(('.safetensors', '.pth', '.pt')):
         raise ValueError(f'LPIPS weights {path}: expected a .safetensors, .pth or .pt file')
 

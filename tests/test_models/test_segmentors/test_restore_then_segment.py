@@ -139,7 +139,7 @@ def test_predict_equals_restorer_then_segmentor_by_hand(case, r2s_pad_divisor):
     if 'mask2former' not in case:  # mmseg's EncoderDecoder._forward cannot run Mask2FormerHead (needs samples)
         raw = model(*model.data_preprocessor(copy.deepcopy(data), False).values(), mode='tensor')
         torch.testing.assert_close(raw, model.segmentor._forward(expected_inputs), atol=1e-5, rtol=0)
-    if not r2s_pad_divisor:  # inference (what tools/benchmark.py times): the segmentor's, on the same inputs
+    if not r2s_pad_divisor:  # inference (what analysis_tools/benchmark.py times): the segmentor's, on the same inputs
         metas = [dict(img_shape=(HEIGHT, WIDTH), ori_shape=(HEIGHT, WIDTH), pad_shape=expected_inputs.shape[-2:])] * 2
         inputs = model.data_preprocessor(copy.deepcopy(data), False)['inputs']
         torch.testing.assert_close(model.inference(inputs, metas), model.segmentor.inference(expected_inputs, metas),
