@@ -18,7 +18,12 @@
 #    degraded on the fly) on generated 512x512 textures, --resume to 30, tools/test.py with its slide_features
 #    inference; FPS and peak memory of Mask2Former vs the SegformerHead variant, fp32 and bf16, Seg LoRA merged
 #    (deploy) or not, and the UNet compiled with CUDA graphs. Mask2Former's deformable attention runs mmcv's CUDA
-#    kernel when mmcv was built with CUDA ops, else mmcv's PyTorch version (rass_mmseg/compat/ms_deform_attn.py).
+#    kernel when mmcv was built with CUDA ops, else mmcv's PyTorch version (rass_mmseg/compat/ms_deform_attn.py);
+#    each Mask2Former step prints the path that ran ("[MSDeformAttn: ...]"). m2f_vs_segformer_bf16 is the same
+#    comparison under bf16 autocast.
+# Time boxes: each step is cut at STEP_TIMEOUT seconds (default 240); when BENCH_DEADLINE (seconds since the epoch)
+# is set, a step gets at most the time left before it, and no step starts with under 30 s left
+# (tools/misc/run_gpu_kit.sh sets it from its --budget).
 set -uo pipefail
 out=${1:-work_dirs/gpu_benchmarks}
 mkdir -p "$out"
@@ -34,13 +39,39 @@ for name in ('torch', 'diffusers', 'peft', 'transformers', 'kornia', 'mmengine',
 print()
 PY
 
+msda_default=$("$python" -c "from rass_mmseg.compat.ms_deform_attn import ext_has_cuda_kernels as cuda
+print(\"mmcv's CUDA kernel\" if cuda() else \"mmcv's PyTorch fallback (no CUDA ops in mmcv)\")" 2>/dev/null ||
+    echo "unknown (rass_mmseg.compat does not import)")
+echo "MSDeformAttn on CUDA: $msda_default" | tee -a "$out/gpu.txt"
+
+msda_path() {  # msda_path LOG: the deformable-attention path a Mask2Former run took, from its log
+    if grep -q "pure-PyTorch multi_scale_deformable_attn_pytorch" "$1"; then
+        echo "mmcv's PyTorch fallback"
+    elif grep -q "running it in float32" "$1"; then
+        echo "mmcv's CUDA kernel, bf16 input run in float32"
+    else
+        echo "$msda_default"
+    fi
+}
+
 step() {  # step NAME ARGS...: run one benchmark, keep its whole log, print its table
-    local name=$1
+    local name=$1 limit=${STEP_TIMEOUT:-240} left
     shift
-    echo "== $name: $*"
-    timeout "${STEP_TIMEOUT:-240}" "$python" "$@" >"$out/$name.log" 2>&1
+    if [ -n "${BENCH_DEADLINE:-}" ]; then
+        left=$((BENCH_DEADLINE - $(date +%s)))
+        if ((left < 30)); then
+            echo "!! $name skipped: the time box is spent (${left} s left)"
+            return
+        fi
+        ((left < limit)) && limit=$left
+    fi
+    echo "== $name (at most ${limit} s): $*"
+    local t0=$(date +%s)
+    timeout "$limit" "$python" "$@" >"$out/$name.log" 2>&1
     local status=$?
     grep -v -i -E "warn|^\s*$|paramwise_options" "$out/$name.log" | tail -n 24
+    case $name in m2f*) echo "[MSDeformAttn: $(msda_path "$out/$name.log")]" ;; esac
+    echo "[$name: $(($(date +%s) - t0)) s]"
     [ $status -eq 0 ] || echo "!! $name failed with exit status $status (see $out/$name.log)"
 }
 
@@ -98,6 +129,8 @@ CFG
     m2f_inference_bf16) step $1 tools/benchmark.py $m2f --without-weights --num-images 20 --rounds 3 --amp bf16 \
         --compare $m2f --compare-cfg-options model.backbone.deploy=True ;;
     m2f_vs_segformer) step $1 tools/benchmark.py $m2f --without-weights --num-images 20 --rounds 3 --compare $rass ;;
+    m2f_vs_segformer_bf16) step $1 tools/benchmark.py $m2f --without-weights --num-images 20 --rounds 3 --amp bf16 \
+        --compare $rass ;;
     m2f_train_bf16) step $1 tools/benchmark.py $m2f --without-weights --mode train --batch-size 2 --num-images 10 \
         --rounds 2 --amp bf16 ;;
     m2f_compiled) step $1 tools/benchmark.py $m2f --without-weights --num-images 20 --rounds 3 --warmup 5 \
