@@ -16,7 +16,8 @@
 # 5. (STEPS="m2f_tools m2f_inference m2f_inference_bf16 m2f_vs_segformer m2f_compiled") the paper's Mask2Former
 #    config at paper size with random SD weights: tools/train.py 20 iterations (its bf16 AmpOptimWrapper, images
 #    degraded on the fly) on generated 512x512 textures, --resume to 30, tools/test.py with its slide_features
-#    inference; FPS and peak memory of Mask2Former vs the SegformerHead variant, fp32 and bf16, Seg LoRA merged
+#    inference (random weights: each checkpoint holds the frozen SD weights too, 5.3 GB, so one is saved per run);
+#    FPS and peak memory of Mask2Former vs the SegformerHead variant, fp32 and bf16, Seg LoRA merged
 #    (deploy) or not, and the UNet compiled with CUDA graphs. Mask2Former's deformable attention runs mmcv's CUDA
 #    kernel when mmcv was built with CUDA ops, else mmcv's PyTorch version (rass_mmseg/compat/ms_deform_attn.py);
 #    each Mask2Former step prints the path that ran ("[MSDeformAttn: ...]"). m2f_vs_segformer_bf16 is the same
@@ -118,11 +119,11 @@ val_dataloader = dict(batch_size=1, num_workers=2,
 test_dataloader = val_dataloader
 CFG
         step m2f_train tools/train.py "$cfg" --work-dir "$work" --cfg-options train_cfg.max_iters=20 \
-            train_cfg.val_interval=20 default_hooks.checkpoint.interval=10
+            train_cfg.val_interval=20 default_hooks.checkpoint.interval=20
         step m2f_resume tools/train.py "$cfg" --resume --work-dir "$work" --cfg-options train_cfg.max_iters=30 \
-            train_cfg.val_interval=30 default_hooks.checkpoint.interval=10
+            train_cfg.val_interval=30 default_hooks.checkpoint.interval=20
         step m2f_test tools/test.py "$cfg" "$work/iter_30.pth" --work-dir "$work"
-        du -h "$work/iter_30.pth" | tee -a "$out/m2f_tools.log"
+        [ -f "$work/iter_30.pth" ] && du -h "$work/iter_30.pth" | tee -a "$out/m2f_tools.log"
         rm -rf "$work" ;;
     m2f_inference) step $1 tools/benchmark.py $m2f --without-weights --num-images 20 --rounds 3 --amp none \
         --compare $m2f --compare-cfg-options model.backbone.deploy=True ;;

@@ -96,10 +96,15 @@ def download(specs: List[str], python_version: str, dest: str) -> None:
 
 
 def build_own_wheel(dest: str) -> str:
-    """Build rass_mmseg's wheel from this checkout into ``dest`` (replacing an older one); return its path."""
+    """Build rass_mmseg's wheel from this checkout into ``dest`` (replacing an older one); return its path.
+
+    The wheel's bytes depend only on the code (fixed timestamps), so an unchanged checkout rebuilds the same file.
+    """
     with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, SOURCE_DATE_EPOCH='315532800')  # fixed zip timestamps: same code, same bytes
         result = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--disable-pip-version-check', '--no-deps',
-                                 '--no-build-isolation', '-q', '-w', tmp, REPO], capture_output=True, text=True)
+                                 '--no-build-isolation', '-q', '-w', tmp, REPO], capture_output=True, text=True,
+                                env=env)
         if result.returncode:
             sys.exit(f'[kit] building the rass_mmseg wheel failed: {result.stderr.strip()[-2000:]}')
         (built, ) = os.listdir(tmp)

@@ -28,7 +28,8 @@ vpy=$work/venv/bin/python
 mkdir -p "$work"
 quiet_pip() {  # pip install into the venv, its output shown only when it fails
     "$vpy" -m pip install -q --disable-pip-version-check "$@" >"$work/pip.log" 2>&1 ||
-        { grep -v "is ignored: it is neither" "$work/pip.log" | tail -n 20; echo "[proof] pip install $* failed"; exit 1; }
+        { grep -v "is ignored: it is neither" "$work/pip.log" | tail -n 20
+          echo "[proof] pip install $* failed"; exit 1; }
 }
 if [ "${PROOF_REUSE_VENV:-0}" = 1 ] && [ -x "$vpy" ]; then
     echo "[proof] reusing $work/venv (PROOF_REUSE_VENV=1): not a fresh venv"

@@ -2,8 +2,8 @@
 # The GPU machine's side of the kit (tools/misc/build_gpu_kit.py): check the image, install the kit offline, run the
 # prepared GPU steps (tools/gpu_benchmarks.sh), most valuable first, each time-boxed, logs under OUT_DIR.
 #
-#   bash tools/misc/run_gpu_kit.sh [--kit DIR] [--out DIR] [--target DIR] [--budget SECONDS] [--install-only]
-#                                  [--skip-image-check] [--python PY]
+#   bash tools/misc/run_gpu_kit.sh [--kit DIR] [--out DIR] [--target DIR] [--work DIR] [--budget SECONDS]
+#                                  [--install-only] [--skip-image-check] [--python PY]
 #
 # From the repository root on the GPU machine, with the kit carried in (device run: carry build/gpu_kit):
 #   bash tools/misc/run_gpu_kit.sh --out $OUT
@@ -11,12 +11,14 @@
 #    packages the run imports; the first difference stops the run in one line ("[kit] image differs: ..."), exit 3.
 # 2. pip install --no-index --no-deps --target DIR (default /tmp/rass_gpu_kit) of the kit's requirements.txt from
 #    its wheels/ (no network, nothing built), then the stand-in mmcv/_ext.py; exit 4 if that fails.
-# 3. STEPS (default below) through tools/gpu_benchmarks.sh with PYTHONPATH=DIR, each step cut at STEP_TIMEOUT
-#    seconds and none started once --budget seconds (default 480) since this script started have passed.
-# --install-only stops after 2 (tools/misc/prove_gpu_kit.sh uses it with --skip-image-check on a CPU machine).
+# 3. STEPS (default below) through tools/gpu_benchmarks.sh with PYTHONPATH=DIR in --work (default /tmp/rass_gpu_run),
+#    each step cut at STEP_TIMEOUT seconds and none started once --budget seconds (default 480) since this script
+#    started have passed; --out (default $OUT) receives summary.txt and logs.tar.gz only.
+# --install-only stops after 2, once the stack imports (tools/misc/prove_gpu_kit.sh uses it with --skip-image-check on
+# a CPU machine).
 set -uo pipefail
 start=$(date +%s)
-kit=build/gpu_kit out=${OUT:-work_dirs/gpu_kit_run} target=/tmp/rass_gpu_kit budget=480
+kit=build/gpu_kit out=${OUT:-work_dirs/gpu_kit_run} target=/tmp/rass_gpu_kit work=/tmp/rass_gpu_run budget=480
 install_only=0 check_image=1 python=${PYTHON:-python3}
 seconds_since() { local ms=$((($(date +%s%N) - $1) / 1000000)); printf '%d.%01d' $((ms / 1000)) $((ms % 1000 / 100)); }
 while (($#)); do
@@ -24,6 +26,7 @@ while (($#)); do
     --kit) kit=$2; shift ;;
     --out) out=$2; shift ;;
     --target) target=$2; shift ;;
+    --work) work=$2; shift ;;
     --budget) budget=$2; shift ;;
     --python) python=$2; shift ;;
     --install-only) install_only=1 ;;
@@ -33,7 +36,8 @@ while (($#)); do
     shift
 done
 for file in requirements.txt expected_image.txt mmcv_ext_stub.py wheels; do
-    [ -e "$kit/$file" ] || { echo "[kit] $kit/$file missing: build the kit with python tools/misc/build_gpu_kit.py"; exit 2; }
+    [ -e "$kit/$file" ] ||
+        { echo "[kit] $kit/$file missing: build the kit with python tools/misc/build_gpu_kit.py"; exit 2; }
 done
 
 if ((check_image)); then  # one line either way; exit 3 at the first difference
@@ -76,14 +80,21 @@ fi
 cp "$kit/mmcv_ext_stub.py" "$target/mmcv/_ext.py" || { echo "[kit] no mmcv installed in $target"; exit 4; }
 echo "[kit] installed $(grep -c . "$kit/requirements.txt") packages into $target in $(seconds_since "$t0") s"
 export PYTHONPATH=$target${PYTHONPATH:+:$PYTHONPATH}
-t0=$(date +%s%N)
-PYTHONWARNINGS=ignore "$python" -P -c "import mmengine, mmcv.ops, mmseg.models, mmdet.models, diffusers, kornia, rass_mmseg" ||
-    { echo "[kit] the installed kit does not import (see above)"; exit 4; }
-echo "[kit] the stack imports (mmengine, mmcv.ops, mmseg, mmdet, diffusers, kornia, rass_mmseg): $(seconds_since "$t0") s"
-((install_only)) && exit 0
+if ((install_only)); then  # on the GPU the first step imports all this anyway: the check would cost device time
+    t0=$(date +%s%N)
+    stack="mmengine, mmcv.ops, mmseg.models, mmdet.models, diffusers, kornia, rass_mmseg"
+    PYTHONWARNINGS=ignore "$python" -P -c "import $stack" ||
+        { echo "[kit] the installed kit does not import (see above)"; exit 4; }
+    echo "[kit] the stack imports ($stack): $(seconds_since "$t0") s"
+    exit 0
+fi
 
-# The run, most valuable first (see tools/gpu_benchmarks.sh for each step).
-export STEPS=${STEPS:-"m2f_tools m2f_vs_segformer m2f_vs_segformer_bf16 m2f_inference m2f_inference_bf16 m2f_train_bf16 m2f_compiled"}
+# The run, most valuable first (see tools/gpu_benchmarks.sh for each step), in a work folder; OUT_DIR gets two files:
+# summary.txt (this output) and logs.tar.gz (every step's log, no data or checkpoints).
+export STEPS=${STEPS:-"m2f_tools m2f_vs_segformer m2f_vs_segformer_bf16 m2f_inference m2f_inference_bf16 \
+m2f_train_bf16 m2f_compiled"}
 export BENCH_DEADLINE=$((start + budget)) PYTHON=$python
-bash tools/gpu_benchmarks.sh "$out"
-echo "[kit] done in $(($(date +%s) - start)) s; logs in $out"
+mkdir -p "$out" "$work"
+bash tools/gpu_benchmarks.sh "$work" 2>&1 | tee "$out/summary.txt"
+tar -czf "$out/logs.tar.gz" -C "$work" --exclude=textures512 --exclude='*_work' .
+echo "[kit] done in $(($(date +%s) - start)) s: $out/summary.txt, $out/logs.tar.gz" | tee -a "$out/summary.txt"
