@@ -58,7 +58,7 @@ PY
         "$vpy" -m pip uninstall -q -y $extra >/dev/null
         echo "[proof] removed from the venv, as the GPU image lacks them: $extra"
     fi
-    phase "image stand-in: torch $torch_pin + ${#image[@]} packages"
+    phase "image stand-in: ${#image[@]} packages, torch: $torch_pin"
 fi
 
 bash "$repo/tools/misc/run_gpu_kit.sh" --kit "$kit" --target "$work/site" --python "$vpy" --install-only \
