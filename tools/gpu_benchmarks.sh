@@ -76,21 +76,26 @@ step() {  # step NAME ARGS...: run one benchmark, keep its whole log, print its 
     [ $status -eq 0 ] || echo "!! $name failed with exit status $status (see $out/$name.log)"
 }
 
+in_layout() {  # the tool's path in this checkout: tools/analysis_tools/NAME (mmseg's layout) or tools/NAME (before)
+    if [ -f "tools/analysis_tools/$1" ]; then echo "tools/analysis_tools/$1"; else echo "tools/$1"; fi
+}
+bench=$(in_layout benchmark.py)
+bench_degradation=$(in_layout benchmark_degradation.py)
 rass=configs/rass/rass_sd21-base_segformer-head_8xb2-160k_ade20k-lq-512x512.py
 m2f=configs/rass/rass_sd21-base_mask2former_8xb2-160k_ade20k-lq-512x512.py
 scr=configs/scr/scr_sd21-base_4xb4-100k_ade20k-512x512.py
 deploy=(--compare $rass --compare-cfg-options model.backbone.deploy=True)
 run_step() {
     case $1 in
-    degradation) step degradation tools/benchmark_degradation.py --device cuda --cpu-baseline --no-mmagic \
+    degradation) step degradation $bench_degradation --device cuda --cpu-baseline --no-mmagic \
         --batch-sizes 1 8 16 --repeats 5 ;;
-    rass_inference_fp32) step $1 tools/benchmark.py $rass --without-weights --num-images 20 --rounds 3 --amp none \
+    rass_inference_fp32) step $1 $bench $rass --without-weights --num-images 20 --rounds 3 --amp none \
         "${deploy[@]}" ;;
-    rass_inference_bf16) step $1 tools/benchmark.py $rass --without-weights --num-images 20 --rounds 3 --amp bf16 \
+    rass_inference_bf16) step $1 $bench $rass --without-weights --num-images 20 --rounds 3 --amp bf16 \
         "${deploy[@]}" ;;
-    rass_train_bf16) step $1 tools/benchmark.py $rass --without-weights --mode train --batch-size 2 --num-images 10 \
+    rass_train_bf16) step $1 $bench $rass --without-weights --mode train --batch-size 2 --num-images 10 \
         --rounds 2 --amp bf16 ;;
-    scr_train_bf16) step $1 tools/benchmark.py $scr --without-weights --mode train --batch-size 2 --num-images 10 \
+    scr_train_bf16) step $1 $bench $scr --without-weights --mode train --batch-size 2 --num-images 10 \
         --rounds 2 --amp bf16 ;;
     tiny_tools_amp)  # mmseg's train/test tools on the GPU with --amp: degradation, hooks, checkpoint, resume
         local work=$out/tiny_work
@@ -125,16 +130,16 @@ CFG
         step m2f_test tools/test.py "$cfg" "$work/iter_30.pth" --work-dir "$work"
         [ -f "$work/iter_30.pth" ] && du -h "$work/iter_30.pth" | tee -a "$out/m2f_tools.log"
         rm -rf "$work" ;;
-    m2f_inference) step $1 tools/benchmark.py $m2f --without-weights --num-images 20 --rounds 3 --amp none \
+    m2f_inference) step $1 $bench $m2f --without-weights --num-images 20 --rounds 3 --amp none \
         --compare $m2f --compare-cfg-options model.backbone.deploy=True ;;
-    m2f_inference_bf16) step $1 tools/benchmark.py $m2f --without-weights --num-images 20 --rounds 3 --amp bf16 \
+    m2f_inference_bf16) step $1 $bench $m2f --without-weights --num-images 20 --rounds 3 --amp bf16 \
         --compare $m2f --compare-cfg-options model.backbone.deploy=True ;;
-    m2f_vs_segformer) step $1 tools/benchmark.py $m2f --without-weights --num-images 20 --rounds 3 --compare $rass ;;
-    m2f_vs_segformer_bf16) step $1 tools/benchmark.py $m2f --without-weights --num-images 20 --rounds 3 --amp bf16 \
+    m2f_vs_segformer) step $1 $bench $m2f --without-weights --num-images 20 --rounds 3 --compare $rass ;;
+    m2f_vs_segformer_bf16) step $1 $bench $m2f --without-weights --num-images 20 --rounds 3 --amp bf16 \
         --compare $rass ;;
-    m2f_train_bf16) step $1 tools/benchmark.py $m2f --without-weights --mode train --batch-size 2 --num-images 10 \
+    m2f_train_bf16) step $1 $bench $m2f --without-weights --mode train --batch-size 2 --num-images 10 \
         --rounds 2 --amp bf16 ;;
-    m2f_compiled) step $1 tools/benchmark.py $m2f --without-weights --num-images 20 --rounds 3 --warmup 5 \
+    m2f_compiled) step $1 $bench $m2f --without-weights --num-images 20 --rounds 3 --warmup 5 \
         --cfg-options model.backbone.deploy=True --compile reduce-overhead ;;
     *) echo "unknown step $1" ;;
     esac

@@ -17,7 +17,7 @@ def __getattr__(name: str):
 
     def compiled_op(*args, **kwargs):
         raise RuntimeError(f'mmcv._ext.{name}: mmcv has no compiled ops here (mmcv-lite with the GPU kit\'s '
-                           'stand-in _ext); build mmcv with ops (bash tools/install.sh) to use this op')
+                           'stand-in _ext); install mmcv 2.1.0 with compiled ops to use this op')
 
     compiled_op.__name__ = name
     return compiled_op
