@@ -8,6 +8,8 @@
 # (PNG, same stems; manifest.json records seed and parameters; the degradation of DegradationDataPreProcessor in
 # degrade='test' mode, applied at the original image size before the test pipeline's Resize, as an offline
 # benchmark is; statistically like the release, not the same bits).
+# The public RASS code's test resize (PIL, antialiased; ./lq_test_sets.py), as the paper configs use it:
+#   val_dataloader = dict(dataset=dict(_base_.ade20k_lq_dataset, pipeline=_base_.public_rass_test_pipeline))
 # On the fly instead (no files; degraded after the test pipeline's Resize): keep mmseg's ade20k.py and give the model
 # the degradation preprocessor in test mode, e.g. with '../_base_/degradation.py' among the bases:
 #   model = dict(data_preprocessor=dict(type='DegradationDataPreProcessor', degrade='test',
