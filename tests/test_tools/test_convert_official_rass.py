@@ -1,6 +1,7 @@
 """tools/model_converters/convert_official_rass.py end to end at tiny size: synthetic scr.pkl and rass.pth in the
-public layout -> an adapter folder and a checkpoint that the model built from the SD folder with that adapter merged loads strictly;
-or rass.pth alone -> a checkpoint and an SD folder holding rass.pth's own UNet (SD with the SCR LoRA merged)."""
+public layout -> an adapter folder and a checkpoint that the model built from the SD folder with that adapter merged
+loads strictly; or rass.pth alone -> a checkpoint and an SD folder holding rass.pth's own UNet (SD with the SCR
+LoRA merged)."""
 import json
 
 import pytest
