@@ -184,7 +184,8 @@ class TimedBackend(DegradationBackend):
                   'gaussian_noise': 'noise', 'poisson_noise': 'noise', 'clamp': 'noise', 'jpeg': 'JPEG'}
 
     def __init__(self, backend: DegradationBackend, timer: OperationTimer) -> None:
-        self.backend, self.name = backend, backend.name
+        self.backend, self.name, self.ops = backend, backend.name, backend.ops
+        self.scale_factor_first_resize = backend.scale_factor_first_resize  # what the pipeline asks the backend
         for method, label in self.OPERATIONS.items():
             setattr(self, method, timer.timed(label, getattr(backend, method)))
 

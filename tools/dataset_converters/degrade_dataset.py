@@ -284,10 +284,13 @@ def check_existing_manifest(out_dir: str, manifest: Dict[str, Any]) -> None:
 
 def comparable(key: str, value: Any) -> Any:
     """A manifest entry as resuming compares it: the degradation keys without 'backend' (the backend that ran is
-    compared as the entry 'backend'), and with ops='libjpeg', the only operations before the key existed."""
+    compared as the entry 'backend'), and with ops='libjpeg', the only operations before the key existed, and an
+    alias of ops by its op set's name ('public_rass', recorded before the op set was named, is 'basicsr')."""
+    from rass_mmseg.degradations.backend_registry import OPS_ALIASES
     if key == 'degradation' and isinstance(value, dict):
+        ops = value.get('ops', 'libjpeg')
         return dict({name: setting for name, setting in value.items() if name != 'backend'},
-                    ops=value.get('ops', 'libjpeg'))
+                    ops=OPS_ALIASES.get(ops, ops))
     return value
 
 
