@@ -5,15 +5,15 @@
 # the paper's model the SCR adapter in model.backbone.merge_adapters.
 _base_ = [
     '../_base_/models/rass_sd21-base_mask2former.py', 'mmseg::_base_/datasets/ade20k.py',
-    '../_base_/datasets/lq_test_sets.py', '../_base_/degradation.py', '../_base_/default_runtime.py',
+    '../_base_/datasets/lq_test_sets.py', '../_base_/degradation_paper.py', '../_base_/default_runtime.py',
     '../_base_/schedules/schedule_160k_rass.py'
 ]
 custom_imports = dict(imports=['rass_mmseg', 'mmdet.models'], allow_failed_imports=False)
 model = dict(
     data_preprocessor=dict(
         _base_.degradation_preprocessor, degrade='train', size=(512, 512), size_divisor=None,
-        # the public RASS code's operations (its differentiable JPEG and Poisson rule), as the paper trained
-        degradation=dict(_base_.degradation_preprocessor.degradation, ops='public_rass')))
+        # the paper's degradation: the public RASS code's operations (its differentiable JPEG and Poisson rule)
+        degradation=_base_.paper_degradation))
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(dataset=_base_.ade20k_lq_dataset)
 test_dataloader = val_dataloader

@@ -103,7 +103,7 @@ def test_refuses_to_resume_with_other_settings_and_links_labels(dataset):
 
 def test_matches_the_preprocessor_test_mode(dataset):
     degrade(dataset, '--seed', '9')
-    preprocessor = DegradationDataPreProcessor(bgr_to_rgb=True, degrade='test', test_seed=9)
+    preprocessor = DegradationDataPreProcessor(bgr_to_rgb=True, degrade='always', test_seed=9)
     for name in ('coffee', 'chelsea'):
         path = str(dataset / 'src' / 'images' / f'{name}.jpg')
         image = torch.from_numpy(cv2.imread(path)).permute(2, 0, 1)

@@ -8,7 +8,7 @@ Rows, measured side by side in one run (methods interleaved inside every repeat,
 
 * ``torch, batched``: ``SecondOrderDegradation(backend='torch')`` on the whole batch (training draws from a
   torch.Generator), on ``--device``;
-* ``torch, batched, test mode``: the same with the keyed, batch-invariant draws of ``degrade='test'``;
+* ``torch, batched, test mode``: the same with the keyed, batch-invariant draws of ``degrade='always'``;
 * ``torch, per-image loop``: the torch backend called on one image at a time in a Python loop (the public RASS
   code's structure);
 * ``opencv (CPU path)`` / ``opencv, test mode``: ``backend='opencv'`` (what ``'auto'`` picks for CPU tensors) with
