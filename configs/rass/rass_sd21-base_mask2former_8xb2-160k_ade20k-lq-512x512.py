@@ -8,15 +8,15 @@
 # released rass.pth.
 _base_ = [
     '../_base_/models/rass_sd21-base_mask2former.py', 'mmseg::_base_/datasets/ade20k.py',
-    '../_base_/datasets/lq_test_sets.py', '../_base_/degradation.py', '../_base_/default_runtime.py',
+    '../_base_/datasets/lq_test_sets.py', '../_base_/degradation_paper.py', '../_base_/default_runtime.py',
     '../_base_/schedules/schedule_160k_rass.py'
 ]
 custom_imports = dict(imports=['rass_mmseg', 'mmdet.models'], allow_failed_imports=False)
 model = dict(
     data_preprocessor=dict(
         _base_.degradation_preprocessor, degrade='train', size=(512, 512), size_divisor=None,
-        # the public RASS code's operations (its differentiable JPEG and Poisson rule), as the paper trained
-        degradation=dict(_base_.degradation_preprocessor.degradation, ops='public_rass')),
+        # the paper's degradation: the public RASS code's operations (its differentiable JPEG and Poisson rule)
+        degradation=_base_.paper_degradation),
     # the public code's test: windows over the image padded with black to a multiple of 8 (detectron2's
     # SIZE_DIVISIBILITY, zeros before its [-1, 1] mapping), the head's output cropped back
     test_cfg=dict(mode='slide_features', pad_to_multiple=8, pad_value=-1.0))

@@ -8,7 +8,7 @@ Rows, measured side by side in one run (methods interleaved inside every repeat,
 
 * ``torch, batched``: ``SecondOrderDegradation(backend='torch')`` on the whole batch (training draws from a
   torch.Generator), on ``--device``;
-* ``torch, batched, test mode``: the same with the keyed, batch-invariant draws of ``degrade='test'``;
+* ``torch, batched, test mode``: the same with the keyed, batch-invariant draws of ``degrade='always'``;
 * ``torch, per-image loop``: the torch backend called on one image at a time in a Python loop (the public RASS
   code's structure);
 * ``opencv (CPU path)`` / ``opencv, test mode``: ``backend='opencv'`` (what ``'auto'`` picks for CPU tensors) with
@@ -184,7 +184,8 @@ class TimedBackend(DegradationBackend):
                   'gaussian_noise': 'noise', 'poisson_noise': 'noise', 'clamp': 'noise', 'jpeg': 'JPEG'}
 
     def __init__(self, backend: DegradationBackend, timer: OperationTimer) -> None:
-        self.backend, self.name = backend, backend.name
+        self.backend, self.name, self.ops = backend, backend.name, backend.ops
+        self.scale_factor_first_resize = backend.scale_factor_first_resize  # what the pipeline asks the backend
         for method, label in self.OPERATIONS.items():
             setattr(self, method, timer.timed(label, getattr(backend, method)))
 

@@ -5,7 +5,7 @@ _base_ = ['./tiny_sd.py', '../degradation.py']
 model = dict(
     type='SemanticConstrainedRestorer',
     # training batches degraded on the fly (LQ input, HQ target); val/test batches with a fixed seed per image
-    data_preprocessor=dict(_base_.degradation_preprocessor, degrade='test'),
+    data_preprocessor=dict(_base_.degradation_preprocessor, degrade='always'),
     # gt_class_prompt: set by the config that picks the dataset (the class names of its labels)
     backbone=dict(
         type='SCRBackbone',

@@ -64,7 +64,7 @@ class RestoreThenSegment(BaseSegmentor):
     Inference only: ``mode='loss'`` raises. Both sub-models are frozen and stay in eval mode.
 
     Data flow of ``predict`` (``inputs`` as produced by this model's ``data_preprocessor``, which by default is the
-    restorer's; use ``DegradationDataPreProcessor`` with ``degrade='test'`` to make the LQ images on the fly, or a
+    restorer's; use ``DegradationDataPreProcessor`` with ``degrade='always'`` to make the LQ images on the fly, or a
     ``SegDataPreProcessor`` with the restorer's normalisation for an LQ dataset on disk):
 
     1. ``restorer.restore(inputs)`` -> restored images, RGB float in [0, 1], (N, 3, H, W); clamped to [0, 1] and

@@ -85,7 +85,7 @@ def test_predict_restore_and_tensor_mode_agree(scr_cfg):
     assert restored.shape == (2, 3, 64, 64) and 0 <= restored.min() and restored.max() <= 1
     torch.testing.assert_close(tensor, restored)
     torch.testing.assert_close(torch.stack([s.restored_img.data for s in samples]), restored)
-    assert all('lq_img' in s and 'gt_hq_img' in s for s in samples)  # degrade='test': LQ input and clean target
+    assert all('lq_img' in s and 'gt_hq_img' in s for s in samples)  # degrade='always': LQ input and clean target
 
 
 def test_negative_classes_add_absent_names_in_class_order(scr_cfg):
