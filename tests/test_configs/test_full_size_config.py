@@ -10,7 +10,7 @@ from mmseg.registry import MODELS
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from rass_mmseg.models.utils.lora import DEFAULT_LORA_TARGETS
+from rass_mmseg.models.adapters.lora_adapters import DEFAULT_LORA_TARGETS
 from rass_mmseg.models.utils.sd_components import without_weights
 from tests.utils import repo_path
 

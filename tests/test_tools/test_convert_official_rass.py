@@ -11,8 +11,8 @@ from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
 from safetensors.torch import load_file
 
-from rass_mmseg.models.utils.adapter_folder import RASS_METADATA
-from rass_mmseg.models.utils.lora import base_weights_fingerprint
+from rass_mmseg.models.adapters.adapter_folder import RASS_METADATA
+from rass_mmseg.models.adapters.lora_adapters import base_weights_fingerprint
 from rass_mmseg.models.utils.sd_components import build_sd_components
 from tests.test_converters.official_checkpoints import (
     PAPER,

@@ -23,6 +23,4 @@ model = dict(
     decode_head=dict(
         type='SCRHead', pretrained=_base_.sd21_base_path, l2_weight=1.0, lpips_weight=2.0, lpips_net='vgg',
         lpips_weights='checkpoints/lpips_vgg.safetensors'),
-    # normalization='none': attention probabilities against the masks; dividing each map by its maximum lets
-    # the training collapse every map to a spike (docs/en/advanced_guides/benchmarks.md, toy-scale study)
-    alignment_loss=dict(type='CrossAttentionAlignmentLoss', mode='mse', normalization='none', loss_weight=1.0))
+    alignment_loss=dict(type='CrossAttentionAlignmentLoss', mode='mse', loss_weight=1.0))

@@ -10,6 +10,7 @@ from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList
 from torch import Tensor
 
 from ..utils.batch_checks import check_batch_not_empty, check_label_range, refuse_empty_batches
+from .model_pretrained import refuse_model_pretrained
 
 __all__ = ['RASSEncoderDecoder']
 
@@ -33,10 +34,11 @@ class RASSEncoderDecoder(EncoderDecoder):
       (detectron2 pads with zeros to ``SIZE_DIVISIBILITY=8`` before its backbone maps pixels to [-1, 1]). mmseg's
       ``'slide'`` instead runs the whole model per 512 crop and averages logits; ``'whole'`` runs it once on the
       image;
-    - one-line errors for the keys that belong to the backbone (``pretrained``, ``prompt_source``), for an empty
-      batch (at the data preprocessor, whichever it is, and at ``forward``), and for ground-truth labels outside
-      ``0..num_classes-1`` and the head's ``ignore_index`` in ``loss`` and ``predict`` (naming the label file;
-      without it training fails with ``Target 200 is out of bounds`` and ``IoUMetric`` drops such pixels silently).
+    - one-line errors for ``model.pretrained`` (the backbone's own ``pretrained`` names the Stable Diffusion
+      folder), for an empty batch (at the data preprocessor, whichever it is, and at ``forward``), and for
+      ground-truth labels outside ``0..num_classes-1`` and the head's ``ignore_index`` in ``loss`` and ``predict``
+      (naming the label file; without it training fails with ``Target 200 is out of bounds`` and ``IoUMetric`` drops
+      such pixels silently).
 
     Everything else (``loss``, ``predict``, whole/slide inference from ``test_cfg``) is mmseg's ``EncoderDecoder``.
 
@@ -63,16 +65,8 @@ class RASSEncoderDecoder(EncoderDecoder):
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
                  pretrained: Optional[str] = None,
-                 init_cfg: OptMultiConfig = None,
-                 **kwargs) -> None:
-        if pretrained is not None:
-            raise ValueError("RASSEncoderDecoder: set the Stable Diffusion folder as backbone.pretrained, "
-                             "not model.pretrained")
-        if 'prompt_source' in kwargs:
-            raise ValueError('RASSEncoderDecoder: prompt_source is a key of model.backbone now; move '
-                             'model.prompt_source to model.backbone.prompt_source')
-        if kwargs:
-            raise TypeError(f'RASSEncoderDecoder got unexpected arguments {sorted(kwargs)}')
+                 init_cfg: OptMultiConfig = None) -> None:
+        refuse_model_pretrained(type(self).__name__, pretrained, 'backbone.pretrained (the Stable Diffusion folder)')
         super().__init__(backbone=backbone, decode_head=decode_head, neck=neck, auxiliary_head=auxiliary_head,
                          train_cfg=train_cfg, test_cfg=test_cfg, data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)

@@ -116,3 +116,13 @@ def test_loss_with_negatives_trains(scr_cfg):
     model = build(scr_cfg, negative_classes=3).train()
     losses = model(**batch(model, training=True), mode='loss')
     assert torch.isfinite(losses['loss_scl']) and losses['loss_scl'] > 0
+
+
+def test_decoder_keys_under_the_backbone_are_unexpected_not_moved(scr_cfg):
+    # no checkpoint ever held the VAE decoder under the backbone (0.1.0 published none): no hook renames such keys
+    model = build(scr_cfg)
+    old, new = 'backbone.vae.decoder.', 'decode_head.vae.decoder.'
+    state = {(old + key[len(new):] if key.startswith(new) else key): value for key, value in model.state_dict().items()}
+    assert any(key.startswith(old) for key in state)
+    with pytest.raises(RuntimeError, match=r'Missing key\(s\) in state_dict: "decode_head\.vae\.decoder\.'):
+        model.load_state_dict(state)
