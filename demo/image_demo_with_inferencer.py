@@ -11,8 +11,8 @@ prediction). ``demo/image_demo.py`` writes both drawings and names the masks aft
 
 A folder is read in name order, without sub-folders, for the files ending in
 :data:`rass_mmseg.utils.IMAGE_SUFFIXES` (the inferencer itself would read every file of it). ``--device``
-defaults to ``cuda:0`` when CUDA is available, else ``cpu``. A restorer's config (SCR) is refused in one line: the inferencer returns no masks for it (see
-docs/en/user_guides/3_inference.md).
+defaults to ``cuda:0`` when CUDA is available, else ``cpu``. A restorer's config (SCR) is refused in one line: the
+inferencer returns no masks for it (see docs/en/user_guides/3_inference.md).
 """
 import argparse
 import os.path as osp
