@@ -29,7 +29,7 @@ import math
 import os.path as osp
 import re
 from collections import Counter, OrderedDict
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -77,7 +77,7 @@ def _lora_delta(module: str, weight: Tensor, a: Tensor, b: Tensor, what: str) ->
     return (b @ a) / rank
 
 
-def _swin_arch(swin: Dict[str, Tensor], image_size: int, what: str) -> dict:
+def _swin_arch(swin: Dict[str, Tensor], image_size: Optional[int], what: str) -> dict:
     """timm ``SwinTransformer`` arguments read from the original-layout weights (+ ``image_size``)."""
     proj = swin.get('patch_embed.proj.weight')
     if proj is None:
@@ -90,11 +90,16 @@ def _swin_arch(swin: Dict[str, Tensor], image_size: int, what: str) -> dict:
     if not depths:
         raise ValueError(f'{what}: no visual_encoder.layers.<i>.blocks; not a RAM Swin tagger')
     window = (math.isqrt(swin['layers.0.blocks.0.attn.relative_position_bias_table'].shape[0]) + 1) // 2
+    if image_size is None:  # a shifted block's mask holds (side / window)^2 windows of the first stage
+        mask = next((swin[k] for k in sorted(swin) if k.startswith('layers.0.') and k.endswith('attn_mask')), None)
+        if mask is None:
+            raise ValueError(f'{what}: no stored attn_mask to read the image size from; pass image_size')
+        image_size = math.isqrt(mask.shape[0]) * window * proj.shape[-1]
     return dict(img_size=image_size, patch_size=proj.shape[-1], embed_dim=proj.shape[0], depths=tuple(depths),
                 num_heads=tuple(heads), window_size=window, num_classes=0, global_pool='', drop_path_rate=0.0)
 
 
-def _convert_swin(swin: Dict[str, Tensor], image_size: int, what: str) -> Tuple[Dict[str, Tensor], int]:
+def _convert_swin(swin: Dict[str, Tensor], image_size: Optional[int], what: str) -> Tuple[Dict[str, Tensor], int]:
     """Original-layout Swin weights -> timm's (timm's ``checkpoint_filter_fn``), checked against a meta model."""
     from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
     arch = _swin_arch(swin, image_size, what)
@@ -108,7 +113,8 @@ def _convert_swin(swin: Dict[str, Tensor], image_size: int, what: str) -> Tuple[
             expected = model.get_submodule(key[:-len('.relative_position_bias_table')]).relative_position_bias_table
         if expected is not None and tuple(value.shape) != tuple(expected.shape):
             raise ValueError(f'{what}: visual_encoder.{key} {tuple(value.shape)} does not fit a Swin of image size '
-                             f'{image_size} {arch["depths"]} window {arch["window_size"]} ({tuple(expected.shape)})')
+                             f'{arch["img_size"]} {arch["depths"]} window {arch["window_size"]} '
+                             f'({tuple(expected.shape)})')
     converted = checkpoint_filter_fn(dict(swin), model)
     missing = sorted(set(ours) - set(converted))
     unexpected = sorted(set(converted) - set(ours))
@@ -122,8 +128,9 @@ def _convert_swin(swin: Dict[str, Tensor], image_size: int, what: str) -> Tuple[
     return converted, len(swin) - len(converted)
 
 
-def convert_official_tagger_with_report(state: Dict[str, Tensor], prefix: str, lora: str = 'merge',
-                                        image_size: int = 384) -> Tuple['OrderedDict[str, Tensor]', Dict[str, int]]:
+def convert_official_tagger_with_report(
+        state: Dict[str, Tensor], prefix: str, lora: str = 'merge',
+        image_size: Optional[int] = None) -> Tuple['OrderedDict[str, Tensor]', Dict[str, int]]:
     """:func:`convert_official_tagger`, plus what was done: reason -> number of source keys."""
     if lora not in ('merge', 'drop'):
         raise ValueError(f"lora={lora!r}; expected 'merge' (add B A / r to the weights) or 'drop'")
@@ -178,7 +185,7 @@ def convert_official_tagger_with_report(state: Dict[str, Tensor], prefix: str, l
 
 
 def convert_official_tagger(state: Dict[str, Tensor], prefix: str, lora: str = 'merge',
-                            image_size: int = 384) -> 'OrderedDict[str, Tensor]':
+                            image_size: Optional[int] = None) -> 'OrderedDict[str, Tensor]':
     """The public RAM / DAPE weights under ``prefix`` as a :class:`~rass_mmseg.models.taggers.RAMTagger` state dict.
 
     Args:
@@ -186,7 +193,7 @@ def convert_official_tagger(state: Dict[str, Tensor], prefix: str, lora: str = '
         prefix: E.g. ``'backbone.feature_extractor.ram.'`` or ``'backbone.feature_extractor.dape.'``.
         lora: ``'merge'``: weights + B A / r (loralib's eval-mode weights); ``'drop'``: the stored weights alone
             (what the public ``--eval-only`` run computes, see the module docstring).
-        image_size: The tagger's input size (not stored in the weights; checked against the stored masks).
+        image_size: The tagger's input size (RAM: 384); None reads it from the stored shifted-window masks.
 
     Returns:
         Our keys -> tensors (the source dtype; merged weights computed in float64, then cast back).
