@@ -19,6 +19,10 @@ that product: detectron2 saves during training, when loralib keeps weights unmer
 adds it. Note that the public ``--eval-only`` path builds the model (which calls ``.eval()``, marking every LoRA
 layer merged) BEFORE loading the checkpoint, so loralib never adds the loaded ``B A``: that run tags with the stored
 weights alone, which ``lora='drop'`` reproduces. RAM's ``B`` is zero (never trained), so only DAPE differs.
+``tag_encoder``'s lowest layers share their weight tensors with ``tagging_head`` (``tie_encoder_decoder_weights``)
+but keep their own LoRA, and loralib's ``.eval()`` merges each module's LoRA into the shared tensor, so in eval mode
+the tagging ``query``/``key`` weights are ``W + B A / r`` of both modules: ``'merge'`` adds both (zero when
+``tag_encoder``'s ``B`` is, i.e. never trained).
 
 Our layout: ``swin.*`` (timm's ``SwinTransformer``, remapped by timm's own ``checkpoint_filter_fn``),
 ``image_proj.*``, ``head.label_embed``, ``head.wordvec_proj.*``, ``head.layers.<i>.*`` (the ``tagging_head``
@@ -50,6 +54,7 @@ _BUFFERS = 'Swin relative_position_index / attn_mask buffers (recomputed from th
 _HEAD_LAYER = re.compile(r'^tagging_head\.encoder\.layer\.(\d+)\.((?:crossattention\.(?:self\.(?:query|key|value)|'
                          r'output\.(?:dense|LayerNorm))|intermediate\.dense|output\.(?:dense|LayerNorm))\.'
                          r'(?:weight|bias))$')
+_TIED_LORA = re.compile(r'^tag_encoder\.(encoder\.layer\.\d+\.crossattention\.self\.(?:query|key))\.lora_([AB])$')
 _PLAIN = {'image_proj.weight': 'image_proj.weight', 'image_proj.bias': 'image_proj.bias',
           'label_embed': 'head.label_embed', 'wordvec_proj.weight': 'head.wordvec_proj.weight',
           'wordvec_proj.bias': 'head.wordvec_proj.bias', 'fc.weight': 'head.fc.weight', 'fc.bias': 'head.fc.bias'}
@@ -141,19 +146,26 @@ def convert_official_tagger_with_report(
     report: Counter = Counter()
     weights: Dict[str, Tensor] = {}
     loras: Dict[str, Dict[str, Tensor]] = {}
+    tied = {}  # tag_encoder LoRA of the modules whose weight is tagging_head's (tie_encoder_decoder_weights)
     for key, value in source.items():
         dropped = next((why for part, why in DROPPED.items() if key.startswith(part)), None)
-        if dropped is not None:
+        match = _TIED_LORA.match(key)
+        if match and f'tagging_head.{match[1]}.weight' in source:
+            tied.setdefault(f'tagging_head.{match[1]}', {})[match[2]] = value
+            report['LoRA of tag_encoder merged into the tied tagging_head weight' if lora == 'merge' else
+                   'LoRA dropped (the stored weights alone)'] += 1
+        elif dropped is not None:
             report[f'dropped: {dropped}'] += 1
         elif key.endswith(('.lora_A', '.lora_B')):
             loras.setdefault(key[:-len('.lora_A')], {})[key[-1]] = value
         else:
             weights[key] = value
-    for module, pair in loras.items():
+    for module, pair in list(loras.items()) + list(tied.items()):
         if set(pair) != {'A', 'B'} or f'{module}.weight' not in weights:
             raise ValueError(f'{what}: {module}.lora_A/lora_B/weight are not all present')
-        report['LoRA merged (B A / r added to the weight)' if lora == 'merge' else
-               'LoRA dropped (the stored weights alone)'] += 2
+        if module not in tied or pair is not tied[module]:
+            report['LoRA merged (B A / r added to the weight)' if lora == 'merge' else
+                   'LoRA dropped (the stored weights alone)'] += 2
         if lora == 'merge':
             weight = weights[f'{module}.weight']
             delta = _lora_delta(module, weight, pair['A'], pair['B'], what)

@@ -118,7 +118,10 @@ def official_tagger_state_dict(arch: TaggerArch, make, trained_lora: bool) -> 'O
         _norm(state, prefix + 'output.LayerNorm', h, make)
     # captioning parts (dropped): a sample of their keys, the tied tagging layers included
     for key in [k for k in state if k.startswith('tagging_head.encoder.layer.0.')]:
-        state[key.replace('tagging_head.', 'tag_encoder.')] = state[key]
+        if key.endswith(('.weight', '.bias')):  # tied: the same tensors
+            state[key.replace('tagging_head.', 'tag_encoder.')] = state[key]
+        else:  # each module keeps its own LoRA; tag_encoder's is never trained by tagging (B zero)
+            state[key.replace('tagging_head.', 'tag_encoder.')] = make(*state[key].shape) * key.endswith('lora_A')
     state['tag_encoder.embeddings.word_embeddings.weight'] = make(10, h)
     _linear(state, 'tag_encoder.encoder.layer.0.attention.self.query', h, h, make)
     _lora(state, 'tag_encoder.encoder.layer.0.attention.self.query', r, h, h, r, make, trained_lora)
