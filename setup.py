@@ -100,6 +100,7 @@ setup(
         'diffusers>=0.30',
         'transformers>=4.40',
         'peft>=0.13',
+        'timm',
         'safetensors',
         'opencv-python',
         'scikit-image',

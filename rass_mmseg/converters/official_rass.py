@@ -31,8 +31,9 @@ copied unchanged; only names differ.
 
 Dropped: the frozen Stable Diffusion weights (the VAE and text encoder are SD 2.1-base's, from ``pretrained``; the
 UNet, SD 2.1-base with the SCR LoRA merged, is either written as a diffusers UNet by
-:mod:`rass_mmseg.converters.official_unet` or rebuilt from SD 2.1-base + ``merge_adapters``), the taggers (our
-prompt comes from a prompt source), the JPEG tables and the loss buffer (a config setting). Any other key is an
+:mod:`rass_mmseg.converters.official_unet` or rebuilt from SD 2.1-base + ``merge_adapters``), the taggers (converted
+on their own to :class:`~rass_mmseg.models.taggers.RAMTagger` weights by :mod:`rass_mmseg.converters.official_ram`),
+the JPEG tables and the loss buffer (a config setting). Any other key is an
 error: nothing is guessed.
 """
 import re
@@ -49,8 +50,8 @@ _SD = 'backbone.feature_extractor.sd.'
 DROPPED_PREFIXES = OrderedDict([
     (_SD + 'vae.', 'frozen SD VAE (rebuilt from pretrained)'),
     (_SD + 'text_encoder.', 'frozen SD text encoder (rebuilt from pretrained)'),
-    ('backbone.feature_extractor.ram.', 'RAM tagger (our prompt comes from prompt_source)'),
-    ('backbone.feature_extractor.dape.', 'DAPE tagger (our prompt comes from prompt_source)'),
+    ('backbone.feature_extractor.ram.', 'RAM tagger (converted on its own by official_ram: ram.safetensors)'),
+    ('backbone.feature_extractor.dape.', 'DAPE tagger (converted on its own by official_ram: dape.safetensors)'),
     ('backbone.jpeger.', 'fixed JPEG tables of the training-time degradation'),
     ('criterion.empty_weight', 'loss class weights (no-object weight 0.1 is a config setting)'),
 ])

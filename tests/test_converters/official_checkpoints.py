@@ -15,6 +15,13 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import Tensor, nn
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from tests.test_converters.official_ram_checkpoints import (
+    PAPER_TAGGER,
+    TINY_TAGGER,
+    TaggerArch,
+    official_tagger_state_dict,
+)
+
 #: The public code's LoRA name patterns (restoration_adaptation/ras.py, unet_lora).
 PATTERNS = ('to_k', 'to_q', 'to_v', 'to_out.0', 'conv', 'conv1', 'conv2', 'conv_in', 'conv_shortcut', 'proj_out',
             'proj_in', 'ff.net.2', 'ff.net.0.proj')
@@ -39,12 +46,14 @@ class OfficialArch:
     classes: int = 150
     fpn_levels: int = 1  # log2(min transformer stride 8) - log2(common stride 4)
     rank: int = 4
+    tagger: TaggerArch = field(default_factory=lambda: PAPER_TAGGER)
 
 
 PAPER = OfficialArch()
 #: The sizes of configs/_base_/models/rass_tiny-sd_mask2former.py.
 TINY = OfficialArch(feature_dims=(32, 32, 64, 64, 32, 32), projection_dim=64, bottleneck=32, conv_dim=32, mask_dim=32,
-                    enc_layers=1, enc_heads=2, enc_ffn=64, dec_layers=2, dec_ffn=64, queries=10, classes=8)
+                    enc_layers=1, enc_heads=2, enc_ffn=64, dec_layers=2, dec_ffn=64, queries=10, classes=8,
+                    tagger=TINY_TAGGER)
 
 
 @dataclass
@@ -241,9 +250,9 @@ def official_rass_state_dict(arch: OfficialArch, sd_arch: dict, make: Maker, fro
     for prefix, part in (('vae.', vae), ('text_encoder.', text_encoder)):
         state.update(_prefixed('backbone.feature_extractor.sd.' + prefix,
                                {k: make(*v.shape) for k, v in part.state_dict().items()}))
-    for tagger in ('ram', 'dape'):  # RAM Swin-L taggers; their own names do not matter, the prefix is dropped
-        state[f'backbone.feature_extractor.{tagger}.visual_encoder.patch_embed.proj.weight'] = make(192, 3, 4, 4)
-        state[f'backbone.feature_extractor.{tagger}.label_embed'] = make(4585, 512)
+    for tagger, trained in (('ram', False), ('dape', True)):  # RAM's LoRA B is zero, DAPE's trained
+        state.update(_prefixed(f'backbone.feature_extractor.{tagger}.',
+                               official_tagger_state_dict(arch.tagger, make, trained)))
     for name, shape in (('compress.l1.0.shift', (3, )), ('compress.l1.0.matrix', (3, 3)),
                         ('compress.l2.1.tensor', (8, 8, 8, 8)), ('compress.l2.1.scale', (8, 8)),
                         ('compress.c_quantize.c_table', (8, 8)), ('compress.y_quantize.y_table', (8, 8)),

@@ -108,3 +108,22 @@ def test_train_tool_names_the_missing_sd_folder_and_data_root_before_building_th
     assert not built
     output = ''.join(capfd.readouterr())
     assert 'Config:' not in output and 'Environment info' not in output
+
+
+def test_test_tool_names_the_missing_checkpoint_sd_folder_and_test_set_before_building_the_model(
+        in_process_tool, capfd, monkeypatch):
+    built = []
+    monkeypatch.setattr(Runner, 'build_model', lambda self, model: built.append(model))
+    options = ['model.backbone.pretrained=checkpoints/no-such-sd', 'model.backbone.vae=None',
+               'model.backbone.unet=None', 'model.backbone.text_encoder=None',
+               'test_dataloader.dataset.data_root=data/no-such-test-set', 'test_dataloader.dataset.generate_cfg=None']
+    with pytest.raises(FileNotFoundError) as error:
+        in_process_tool(repo_path('tools', 'test.py'), TINY, 'work_dirs/no-such.pth', '--cfg-options', *options)
+    message = str(error.value)
+    assert '\n' not in message and message.startswith(f'3 input paths of {TINY} are missing')
+    assert "model.backbone.pretrained='checkpoints/no-such-sd' (no such folder" in message
+    assert "load_from='work_dirs/no-such.pth' (no such file" in message
+    assert "test_dataloader.dataset.data_root='data/no-such-test-set' (no such folder" in message
+    assert not built
+    assert 'Config:' not in ''.join(capfd.readouterr())
+    assert Runner.from_cfg.__func__ is Runner.__dict__['from_cfg'].__func__  # restored after the tool

@@ -13,7 +13,9 @@ from safetensors.torch import load_file
 
 from rass_mmseg.models.adapters.adapter_folder import RASS_METADATA
 from rass_mmseg.models.adapters.lora_adapters import base_weights_fingerprint
+from rass_mmseg.models.taggers import RAMTagger
 from rass_mmseg.models.utils.sd_components import build_sd_components
+from tests.test_converters import reference_ram_forward as ref_ram
 from tests.test_converters.official_checkpoints import (
     PAPER,
     TINY,
@@ -148,6 +150,7 @@ def test_paper_size_release_without_frozen_weights_converts_for_the_paper_config
     assert len(converted) == len(state) - 1 and lines[0].startswith(f'{len(converted)} tensors mapped')
     assert lines[1].startswith('left out: 1 x loss class weights')  # criterion.empty_weight, all else is mapped
     assert torch.equal(converted['decode_head.query_feat.weight'], state['sem_seg_head.predictor.query_feat.weight'])
+    assert not (tmp_path / 'ram.safetensors').exists()  # no tagger in a stripped release, nothing to write
 
 
 def test_rass_pth_and_sd_base_suffice_and_predict_as_the_scr_route(release, merged_release, tmp_path):
@@ -172,10 +175,10 @@ def test_rass_pth_and_sd_base_suffice_and_predict_as_the_scr_route(release, merg
     load_checkpoint(direct, str(tmp_path / 'rass.pth'), strict=True)
 
     main([str(root / 'scr.pkl'), str(tmp_path / 'scr'), '--sd21-base', sd])
-    main([str(rass_pth), str(tmp_path / 'rass_scr.pth'), '--config', TINY_CONFIG, '--sd21-base', sd,
-          '--merge-adapters', str(tmp_path / 'scr')])
+    main([str(rass_pth), str(tmp_path / 'scr_route' / 'rass.pth'), '--config', TINY_CONFIG, '--sd21-base', sd,
+          '--merge-adapters', str(tmp_path / 'scr')])  # a new folder: the taggers of rass.pth are written there too
     rebuilt = segmentor(sd, [str(tmp_path / 'scr')]).eval()
-    load_checkpoint(rebuilt, str(tmp_path / 'rass_scr.pth'), strict=True)
+    load_checkpoint(rebuilt, str(tmp_path / 'scr_route' / 'rass.pth'), strict=True)
     to_q = 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q'
     ours, theirs = (model.backbone.unet.get_parameter(f'{to_q}.base_layer.weight') for model in (direct, rebuilt))
     torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)  # SCR merged into SD as the public code does
@@ -185,3 +188,25 @@ def test_rass_pth_and_sd_base_suffice_and_predict_as_the_scr_route(release, merg
     with torch.no_grad():
         torch.testing.assert_close(direct.inference(inputs, metas), rebuilt.inference(inputs, metas),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_taggers_are_written_next_to_the_checkpoint_and_tag_as_the_public_code(release, tmp_path):
+    """rass.pth's RAM and DAPE become ram.safetensors / dape.safetensors beside dst; loaded into RAMTagger they
+    score as the public forward (LoRA unmerged, read from rass.pth) does; a second conversion there is refused."""
+    root, state, _ = release
+    lines = main([str(root / 'rass.pth'), str(tmp_path / 'rass.pth'), '--config', TINY_CONFIG])
+    arch = TINY.tagger
+    (tmp_path / 'tags.txt').write_text('\n'.join(f'tag{i}' for i in range(arch.num_tags)))
+    (tmp_path / 'thresholds.txt').write_text('\n'.join(['0.5'] * arch.num_tags))
+    images = torch.rand(2, 3, arch.image_size, arch.image_size, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    normalised = ((images * 0.5 + 0.5) - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    for name in ('ram', 'dape'):
+        assert any(line.startswith(f'{name.upper()} tagger') for line in lines)
+        tagger = RAMTagger(image_size=arch.image_size, swin=arch.swin_cfg(), head=arch.head_cfg(),
+                           label_dim=arch.label_dim, tag_list=str(tmp_path / 'tags.txt'),
+                           thresholds=str(tmp_path / 'thresholds.txt'), weights=str(tmp_path / f'{name}.safetensors'))
+        expected = ref_ram.scores(normalised, state, arch, prefix=f'backbone.feature_extractor.{name}.')
+        torch.testing.assert_close(tagger.scores(images), expected, rtol=1e-5, atol=1e-5)
+    message = run(root / 'rass.pth', tmp_path / 'again.pth', '--config', TINY_CONFIG)
+    assert 'ram.safetensors exists' in message and not (tmp_path / 'again.pth').exists()

@@ -17,6 +17,10 @@ stated reason (:mod:`rass_mmseg.converters.official_rass`, :mod:`rass_mmseg.conv
 stops the conversion. A RASS checkpoint is then checked against the model of ``--config`` (built on the meta device,
 no weights needed): it must hold exactly the tensors that model trains, with their shapes.
 
+A rass.pth holding the RAM and DAPE taggers also gives ``ram.safetensors`` and ``dape.safetensors`` in the folder of
+``dst`` (:class:`~rass_mmseg.models.taggers.RAMTagger` weights, LoRA merged, :mod:`rass_mmseg.converters.official_ram`);
+they must not exist either.
+
 The converted RASS checkpoint holds only what trains (Seg LoRA, ``conv_in``, projection, Mask2Former head). The
 frozen Stable Diffusion weights come from the model's ``pretrained`` folder (+ ``merge_adapters``), and our
 checkpoints prove which ones with a fingerprint:
@@ -71,6 +75,11 @@ def unet_folder(args: argparse.Namespace) -> str:
     return args.unet_folder or f'{osp.splitext(args.dst)[0]}_sd21-base-scr'
 
 
+def tagger_path(args: argparse.Namespace, name: str) -> str:
+    """Where a converted tagger goes: ``<name>.safetensors`` in the folder of ``dst``."""
+    return osp.join(osp.dirname(osp.abspath(args.dst)), f'{name}.safetensors')
+
+
 def load_source(path: str):
     """``torch.load(path, weights_only=True)`` with one-line errors."""
     if not osp.isfile(path):
@@ -109,6 +118,7 @@ def convert_rass(checkpoint, args: argparse.Namespace) -> List[str]:
     from mmseg.datasets import ADE20KDataset
 
     from rass_mmseg.converters import check_against_expected, convert_rass_state_dict
+    from rass_mmseg.converters.official_ram import official_taggers, save_tagger
     from rass_mmseg.converters.official_unet import merged_unet_state_dict, write_unet_folder
     from rass_mmseg.converters.target_model import frozen_weights_fingerprint, trainable_state_shapes
     state = rass_state_dict(checkpoint, args.src)
@@ -116,6 +126,10 @@ def convert_rass(checkpoint, args: argparse.Namespace) -> List[str]:
     cfg = Config.fromfile(args.config)
     check_against_expected(converted, trainable_state_shapes(cfg, args.config), args.config)
     unet = merged_unet_state_dict(state, args.src)
+    taggers = official_taggers(state)
+    for name in taggers:
+        if osp.lexists(tagger_path(args, name)):
+            raise FileExistsError(f'{tagger_path(args, name)} exists; convert into a new folder')
     lines = [f'{len(converted)} tensors mapped -> {args.dst}']
     lines += [f'left out: {count} x {reason}' for reason, count in report.dropped.items()]
     backbone = None
@@ -154,6 +168,9 @@ def convert_rass(checkpoint, args: argparse.Namespace) -> List[str]:
         meta['backbone'] = backbone  # what the fingerprint was taken on
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     torch.save(dict(state_dict=converted, meta=meta), args.dst)
+    for name, tagger in taggers.items():
+        save_tagger(tagger, tagger_path(args, name), source=f'{osp.basename(args.src)}: {name}')
+        lines.append(f'{name.upper()} tagger ({len(tagger)} tensors, LoRA merged) -> {tagger_path(args, name)}')
     if test_options:
         lines.append(f'test: python tools/test.py {meta["config"]} {args.dst} --cfg-options {test_options}')
     return lines

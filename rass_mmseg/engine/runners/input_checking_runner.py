@@ -23,8 +23,8 @@ class InputCheckingRunner(Runner):
     how to get it. Everything else is mmengine's ``Runner``.
 
     mmseg 1.2.2's ``tools/test.py`` calls ``Runner.from_cfg`` itself and so builds mmengine's ``Runner`` even when the
-    config names this one; to check a test run's inputs first, call
-    ``check_input_paths(cfg, dataloaders=['test_dataloader'])``.
+    config names this one; this repository's ``tools/test.py`` (``rass_mmseg.utils.run_mmseg_tool``) checks a test
+    run's inputs with ``check_input_paths(cfg, dataloaders=['test_dataloader'])`` before that.
     """
 
     @classmethod

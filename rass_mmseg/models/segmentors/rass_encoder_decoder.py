@@ -95,9 +95,10 @@ class RASSEncoderDecoder(EncoderDecoder):
         else:
             got = [available[i] if -len(available) <= i < len(available) else None for i in indices]
         if list(wanted) != got:
-            raise ValueError(f'decode_head.in_channels={head.in_channels} (in_index={head.in_index}) does not fit the '
-                             f'{"neck" if self.with_neck else "backbone"} outputs, which have channels {available}; '
-                             f'expected in_channels={got if len(got) > 1 else got[0]}')
+            source = 'model.neck.out_channels' if self.with_neck else "model.backbone's feature channels"
+            raise ValueError(f'model.decode_head.in_channels={head.in_channels} (in_index={head.in_index}) does not '
+                             f'fit {source}: the {"neck" if self.with_neck else "backbone"} outputs have channels '
+                             f'{available}; expected in_channels={got if len(got) > 1 else got[0]}')
 
     def _check_slide_padding(self) -> None:
         """One-line error for a ``test_cfg`` padding setting that is not a positive int, or outside slide_features."""

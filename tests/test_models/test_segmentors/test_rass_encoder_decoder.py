@@ -145,7 +145,8 @@ def test_segmentor_level_backbone_keys_are_refused(tiny_cfg):
 def test_head_channels_that_do_not_fit_the_neck_are_refused(tiny_cfg):
     cfg = copy.deepcopy(tiny_cfg)
     cfg.model.decode_head.in_channels = [64, 64, 32, 64]
-    with pytest.raises(ValueError, match=r'decode_head.in_channels=\[64, 64, 32, 64\].*channels \[64, 64, 64, 64\]'):
+    with pytest.raises(ValueError, match=r'model.decode_head.in_channels=\[64, 64, 32, 64\].*model.neck.out_channels'
+                                         r'.*channels \[64, 64, 64, 64\]'):
         build_model(cfg)
     fcn = head_cfg('FCNHead')
     fcn.model.decode_head.in_channels = 32
