@@ -47,5 +47,5 @@ def test_official_test_config_is_the_paper_model_with_the_public_test_prompt(tmp
     assert trained == {k: tuple(p.shape) for k, p in paper.named_parameters() if p.requires_grad}
     tagger_size = sum(p.numel() for p in tagger.parameters())
     print(f'\nRAM tagger: {tagger_size / 1e6:.1f}M parameters')
-    assert tagger_size > 300e6  # Swin-L + the tagging head
+    assert 190e6 < tagger_size < 250e6  # Swin-L (197M) + the tagging head; RAM's captioning parts are not built
 
