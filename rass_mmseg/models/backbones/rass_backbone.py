@@ -92,12 +92,15 @@ class RASSBackbone(StableDiffusionBackbone):
 
         Args:
             inputs: (N, 3, H, W) images in [-1, 1].
-            encoder_hidden_states: Prompt embeddings (N, L, D) or (1, L, D); None uses ``prompt_source``'s.
+            encoder_hidden_states: Prompt embeddings (N, L, D) or (1, L, D); None uses ``prompt_source``'s (with
+                ``ImageTagsPrompt``: the tags of ``inputs`` themselves, :meth:`image_prompt_embeddings`).
 
         Returns:
             Feature maps in tap order (VAE taps, then UNet taps), each (N, C_i, ceil(H/s_i), ceil(W/s_i)).
         """
         height, width = inputs.shape[-2:]
+        if encoder_hidden_states is None and self.prompts_with_images:
+            encoder_hidden_states = self.image_prompt_embeddings(inputs)
         images = self.check_and_pad(inputs)
         conditioning = self._conditioning(images.shape[0], encoder_hidden_states, images.device)
         blocks = self._tapped_blocks()

@@ -30,6 +30,7 @@ from ..adapters.lora_adapters import (
 )
 from ..prompts.prompt_encoder import PromptEncoder
 from ..prompts.text_encoding import PromptEncoding
+from ..utils.external_weights import leave_submodule_out_of_checkpoints
 from ..utils.frozen_weights import leave_frozen_weights_out_of_checkpoints, persistent_state
 from ..utils.sd_components import build_sd_components
 
@@ -53,7 +54,9 @@ class StableDiffusionBackbone(BaseModule):
         text_encoder: ``transformers.CLIPTextConfig`` keyword arguments, likewise.
         tokenizer: Options of the offline byte-level CLIP tokenizer used without ``pretrained``.
         prompt_source: A prompt source config (``TASK_UTILS``: ``FixedTextPrompt``, ``ClassNamesPrompt``); its
-            phrases are encoded once and condition every image.
+            phrases are encoded once and condition every image. ``ImageTagsPrompt`` (test time only) instead
+            prompts each image with its tags: its tagger becomes the frozen submodule ``tagger`` (left out of
+            checkpoints when it loads its own weights file) and :meth:`image_prompt_embeddings` encodes the prompts.
         timestep: UNet timestep of the single forward pass.
         latent_mode: Which latent of the VAE posterior: ``'mode'`` (its mean, deterministic), ``'sample'`` (a sample,
             in training and at test, as the public RASS code does) or ``'sample_in_training'`` (a sample while
@@ -141,6 +144,9 @@ class StableDiffusionBackbone(BaseModule):
 
         self.prompt_source = TASK_UTILS.build(prompt_source)
         self.prompt_encoder = PromptEncoder(self.tokenizer, self.text_encoder)
+        self.tagger = self.prompt_source.build_tagger() if self.prompts_with_images else None
+        if self.tagger is not None and self.prompt_source.weights_file:
+            leave_submodule_out_of_checkpoints(self, 'tagger')  # rebuilt from its own file, as SD from pretrained
         self.register_load_state_dict_post_hook(_clear_prompt_cache)
         self.compile_cfg = None if compile is None else dict(compile)
         if self.compile_cfg is not None:
@@ -181,6 +187,8 @@ class StableDiffusionBackbone(BaseModule):
         super().train(mode)
         self.vae.eval()
         self.text_encoder.eval()
+        if self.tagger is not None:
+            self.tagger.eval()
         return self
 
     # ---- prompts -------------------------------------------------------------------------------------------------
@@ -192,6 +200,41 @@ class StableDiffusionBackbone(BaseModule):
         """Embeddings (1, L, D) of the prompt source's phrases (encoded once)."""
         return self.encode_prompt(self.prompt_source.phrases()).embeddings
 
+    @property
+    def prompts_with_images(self) -> bool:
+        """Whether the prompt source makes each image's prompt from the image (``ImageTagsPrompt``)."""
+        return bool(getattr(self.prompt_source, 'needs_images', False))
+
+    def image_prompt_embeddings(self, images: Tensor) -> Tensor:
+        """Embeddings (N, L, D) of each image's own prompt: its tags (the frozen ``tagger`` on the images in [-1, 1])
+        made into a caption by the prompt source and encoded in one 77-token window, as the public code's
+        ``encode_prompt`` tokenizes (padded to the full window, longer prompts cut). Each distinct caption is encoded
+        once (cached).
+
+        Args:
+            images: (N, 3, H, W) in this backbone's input range (``input_normalization``), not padded by it.
+        """
+        name = type(self).__name__
+        if self.tagger is None:
+            raise ValueError(f'{name}: prompt_source {self.prompt_source!r} makes no per-image prompts')
+        if self.training:
+            raise ValueError(f'{name}: ImageTagsPrompt is a test-time prompt (the public code tags the clean target '
+                             'image in training, which this backbone never sees); train with ClassNamesPrompt or '
+                             'FixedTextPrompt and test with ImageTagsPrompt')
+        images = self.to_unit_range(images)
+        dtype = next((p.dtype for p in self.tagger.parameters()), images.dtype)
+        with torch.no_grad():
+            tags = self.tagger.tag(images.to(dtype))
+        if len(tags) != images.shape[0] or any(not isinstance(t, str) for t in tags):
+            raise ValueError(f'{name}: tagger {type(self.tagger).__name__}.tag() must give one string per image, got '
+                             f'{tags!r:.200}')
+        window = int(self.tokenizer.model_max_length)
+        embeddings = {}
+        for text in dict.fromkeys(self.prompt_source.prompt_text(t) for t in tags):
+            # one window = the public tokenizer call (max_length padding, truncation): later windows are dropped
+            embeddings[text] = self.encode_prompt([text]).embeddings[:, :window]
+        return torch.cat([embeddings[self.prompt_source.prompt_text(t)] for t in tags])
+
     def _conditioning(self, batch_size: int, encoder_hidden_states: Optional[Tensor], device) -> Tensor:
         """Prompt embeddings for a batch in the UNet's dtype: the given ones or the prompt source's."""
         if encoder_hidden_states is None:
@@ -201,6 +244,12 @@ class StableDiffusionBackbone(BaseModule):
         return encoder_hidden_states.to(device=device, dtype=self.unet.dtype)
 
     # ---- images and latents --------------------------------------------------------------------------------------
+    def to_unit_range(self, images: Tensor) -> Tensor:
+        """Inputs mapped to [-1, 1] (undoing ``input_normalization``; unchanged without it)."""
+        if self.normalizes_input:
+            images = images * self.input_scale.to(images.dtype) + self.input_shift.to(images.dtype)
+        return images
+
     def check_and_pad(self, images: Tensor) -> Tensor:
         """Check an input batch, map it to [-1, 1] and pad it (replicate) to a multiple of ``size_divisor``."""
         name = type(self).__name__
@@ -210,8 +259,7 @@ class StableDiffusionBackbone(BaseModule):
         if not finite.all():
             raise ValueError(f'{name}: the input batch holds {int((~finite).sum())} NaN/inf values; '
                              'check the images and the data preprocessor')
-        if self.normalizes_input:
-            images = images * self.input_scale.to(images.dtype) + self.input_shift.to(images.dtype)
+        images = self.to_unit_range(images)
         height, width = images.shape[-2:]
         pad_h, pad_w = (-height) % self.size_divisor, (-width) % self.size_divisor
         if pad_h or pad_w:

@@ -2,13 +2,15 @@
 
 - :mod:`.fixed_text_prompt`, :mod:`.class_names_prompt`: the prompt sources (``TASK_UTILS``) a backbone's
   ``prompt_source`` and SCR's ``gt_class_prompt`` name.
+- :mod:`.image_tags_prompt`: a per-image prompt from a tagger's tags (the public RASS code's test prompt).
 - :mod:`.text_encoding`: phrases packed into 77-token CLIP windows and encoded, with each phrase's token positions.
 - :mod:`.prompt_encoder`: the backbones' cache of encoded prompts.
 """
 from .class_names_prompt import ClassNamesPrompt
 from .fixed_text_prompt import FixedTextPrompt
+from .image_tags_prompt import ImageTagsPrompt
 from .prompt_encoder import PromptEncoder
 from .text_encoding import PromptEncoding, encode_phrases, pack_phrases
 
-__all__ = ['ClassNamesPrompt', 'FixedTextPrompt', 'PromptEncoder', 'PromptEncoding', 'encode_phrases',
-           'pack_phrases']
+__all__ = ['ClassNamesPrompt', 'FixedTextPrompt', 'ImageTagsPrompt', 'PromptEncoder', 'PromptEncoding',
+           'encode_phrases', 'pack_phrases']

@@ -33,7 +33,8 @@ class RASSEncoderDecoder(EncoderDecoder):
       over the padded image, the head's output is sized to it and cropped back: the public code's test geometry
       (detectron2 pads with zeros to ``SIZE_DIVISIBILITY=8`` before its backbone maps pixels to [-1, 1]). mmseg's
       ``'slide'`` instead runs the whole model per 512 crop and averages logits; ``'whole'`` runs it once on the
-      image;
+      image. With an ``ImageTagsPrompt`` of ``scope='image'`` (the public code's test prompt) the whole (padded)
+      image is tagged once and its prompt conditions every window; with ``scope='window'`` each window is tagged;
     - one-line errors for ``model.pretrained`` (the backbone's own ``pretrained`` names the Stable Diffusion
       folder), for an empty batch (at the data preprocessor, whichever it is, and at ``forward``), and for
       ground-truth labels outside ``0..num_classes-1`` and the head's ``ignore_index`` in ``loss`` and ``predict``
@@ -199,14 +200,28 @@ class RASSEncoderDecoder(EncoderDecoder):
             return list(strides)
         return [2**round(math.log2(window_height / f.shape[-2])) for f in features]
 
+    def extract_feat(self, inputs: Tensor, encoder_hidden_states: Optional[Tensor] = None) -> List[Tensor]:
+        """Backbone (+ neck) features; ``encoder_hidden_states`` (N, L, D), when given, condition the backbone."""
+        x = self.backbone(inputs) if encoder_hidden_states is None else self.backbone(inputs, encoder_hidden_states)
+        return self.neck(x) if self.with_neck else x
+
+    def whole_image_prompt(self, inputs: Tensor) -> Optional[Tensor]:
+        """Prompt embeddings of each whole image when the backbone's ``ImageTagsPrompt`` has ``scope='image'``;
+        None otherwise (the backbone prompts each window itself, or with its fixed prompt)."""
+        source = getattr(self.backbone, 'prompt_source', None)
+        if not getattr(source, 'needs_images', False) or getattr(source, 'scope', 'image') != 'image':
+            return None
+        return self.backbone.image_prompt_embeddings(inputs)
+
     def slide_extract_feat(self, inputs: Tensor) -> List[Tensor]:
         """Neck outputs of the whole image assembled from sliding windows (``test_cfg.mode='slide_features'``)."""
         height, width = inputs.shape[-2:]
+        conditioning = self.whole_image_prompt(inputs)
         sums: Optional[List[Tensor]] = None
         counts: List[Tensor] = []
         strides: List[int] = []
         for y1, y2, x1, x2 in self._windows(height, width):
-            features = self.extract_feat(inputs[..., y1:y2, x1:x2])
+            features = self.extract_feat(inputs[..., y1:y2, x1:x2], conditioning)
             if sums is None:
                 strides = self._feature_strides(y2 - y1, features)
                 sums = [f.new_zeros(f.shape[0], f.shape[1], height // s, width // s) for f, s in zip(features, strides)]
