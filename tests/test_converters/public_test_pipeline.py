@@ -2,11 +2,12 @@
 dict (detectron2 key names), for the end-to-end test of the converted release.
 
 Followed step by step from github.com/Ka1Guan/RASS: detectron2's test mapper reads the image with PIL and resizes its
-short side with ``PIL.Image.resize(BILINEAR)`` (``ResizeShortestEdge``); ``MaskFormer_rass.forward`` pads it with
-zeros at the bottom and right to a multiple of 8 (``ImageList.from_tensors``); ``RASS.PairedSROnlineTxtDataset`` maps
-it to [-1, 1] as both the conditioning and the "output" image; ``FeatureProjection.slide_forward`` slides square
-windows of the short side, and ``single_forward`` prompts each with ``f'{RAM tags of the whole padded image}, {''}'``
-(``encode_prompt`` of ras.py: cleaned, one padded 77-token window); ``Generator_with_pretrain.forward`` takes the VAE
+short side with ``PIL.Image.resize(BILINEAR)`` (``ResizeShortestEdge``); ``MaskFormer_rass.forward`` pads it with zeros
+at the bottom and right to a multiple of 8 (``ImageList.from_tensors``); ``RASS.PairedSROnlineTxtDataset`` maps it to
+[-1, 1] as both the conditioning and the "output" image; ``FeatureProjection.slide_forward`` slides square windows of
+the short side, and ``single_forward`` prompts each with ``f'{RAM tags of the whole padded image}, {''}'`` (RAM:
+``ram_transforms`` then ``generate_tag``, here :func:`public_ram_scores` on the public keys and :func:`public_ram_tags`;
+``encode_prompt`` of ras.py: cleaned, one padded 77-token window); ``Generator_with_pretrain.forward`` takes the VAE
 encoder's down blocks 1 and 3 and the UNet's up blocks at timestep 1 (the latent: the posterior's mode here, where the
 public code samples it); ``forward_features`` resizes each feature to window // stride (nearest) and sums the
 projections per stride; the windows' features are averaged; Mask2Former's semantic inference runs at the padded size,
@@ -20,14 +21,17 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.transforms as T
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from PIL import Image
 from torch import Tensor
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from tests.test_converters import reference_forward as ref
+from tests.test_converters import reference_ram_forward as ram_ref
 
 SD = 'backbone.feature_extractor.sd.'
+RAM = 'backbone.feature_extractor.ram.'
 PROJ = 'backbone.feature_extractor.feature_projections.'
 
 
@@ -43,11 +47,40 @@ def detectron2_resize(path: str, short_edge: int, max_size: int) -> Tuple[Tensor
     return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1).float(), (height, width)
 
 
+def padded_input(path: str, short_edge: int, max_size: int) -> Tuple[Tensor, Tuple[int, int], Tuple[int, int]]:
+    """(the model input (1, 3, H, W) in [-1, 1]: resized, zero-padded at the bottom and right to a multiple of 8), the
+    resized (h, w) and the original (H, W)."""
+    image, original = detectron2_resize(path, short_edge, max_size)
+    h, w = image.shape[-2:]
+    padded = torch.zeros(3, h + (-h) % 8, w + (-w) % 8)
+    padded[:, :h, :w] = image
+    return (padded / 255.0 * 2 - 1)[None], (h, w), original
+
+
+def public_ram_scores(batch: Tensor, state: Dict[str, Tensor], arch, prefix: str = RAM) -> Tensor:
+    """RAM's sigmoid scores of images in [-1, 1]: ``ram_transforms(x * 0.5 + 0.5)`` (torchvision 0.16's
+    ``Resize((size, size))`` on a tensor: bilinear, no antialiasing; ImageNet ``Normalize``), then ``RAMLora`` on the
+    public keys under ``prefix`` (LoRA unmerged)."""
+    x = T.Resize((arch.image_size, arch.image_size), antialias=False)(batch * 0.5 + 0.5)
+    x = T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))(x)
+    return ram_ref.scores(x, state, arch, prefix=prefix)
+
+
+def public_ram_tags(scores: Tensor, tags: Sequence[str], thresholds: Sequence[float]) -> List[str]:
+    """``generate_tag``: the tags whose score exceeds their threshold, in list order, joined by ``', '``."""
+    kept = scores > torch.tensor(thresholds, dtype=scores.dtype)
+    return [', '.join(tag for tag, keep in zip(tags, row) if keep) for row in kept.tolist()]
+
+
+def public_clean_caption(caption: str) -> str:
+    """The text ``encode_prompt`` of ras.py tokenizes."""
+    return ' '.join(caption.strip('[] ,').replace("'", '').split(','))
+
+
 def public_caption_embeddings(tokenizer, text_encoder, caption: str) -> Tensor:
     """``encode_prompt`` of ras.py."""
-    caption = ' '.join(caption.strip('[] ,').replace("'", '').split(','))
-    ids = tokenizer(caption, max_length=tokenizer.model_max_length, padding='max_length', truncation=True,
-                    return_tensors='pt').input_ids
+    ids = tokenizer(public_clean_caption(caption), max_length=tokenizer.model_max_length, padding='max_length',
+                    truncation=True, return_tensors='pt').input_ids
     return text_encoder(ids)[0]
 
 
@@ -104,12 +137,8 @@ def public_test(path: str, state: Dict[str, Tensor], sd_arch: dict, tokenizer, t
                 enc_heads: int, enc_points: int, enc_layers: int, dec_heads: int, dec_layers: int,
                 feature_strides=(4, 8, 32, 16, 8, 8), max_size: int = 2048) -> Tuple[Tensor, str]:
     """(class scores (K, H, W) at the original size, the caption) of the image at ``path``; ``tag(images in [-1,
-    1]) -> [tags]`` is the tagger (RAM: ``inference_ram`` on ``ram_transforms(x * 0.5 + 0.5)``)."""
-    image, (height, width) = detectron2_resize(path, short_edge, max_size)
-    h, w = image.shape[-2:]
-    padded = torch.zeros(3, h + (-h) % 8, w + (-w) % 8)
-    padded[:, :h, :w] = image
-    batch = (padded / 255.0 * 2 - 1)[None]
+    1]) -> [tags]`` is the tagger (the public RAM: :func:`public_ram_tags` of :func:`public_ram_scores`)."""
+    batch, (h, w), (height, width) = padded_input(path, short_edge, max_size)
     vae, unet, text_encoder = sd_modules(state, sd_arch, rank=state[next(k for k in state if '.lora_A.' in k)].shape[0])
     caption = f'{tag(batch)[0]}, '  # tags of the whole padded image, pos_prompt_vsd = ''
     conditioning = public_caption_embeddings(tokenizer, text_encoder, caption)
