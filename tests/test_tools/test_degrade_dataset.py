@@ -214,3 +214,15 @@ def test_an_output_written_from_another_source_is_refused(dataset, tmp_path):
     assert manifest.read_bytes() == written  # the record of the source is never rewritten
     assert tool.main([str(other / 'same_images'), str(dataset / 'out' / 'images')]) == 0
     assert json.loads(manifest.read_text()) == json.loads(written)  # and the labels' record stays
+
+
+def test_a_config_degrades_with_its_models_ops_not_the_inherited_base_preprocessor(dataset, tmp_path):
+    """The paper configs keep the base file's degradation_preprocessor (ops='libjpeg') and set the model's
+    data_preprocessor to the public code's ops; the tool follows the model."""
+    config = tmp_path / 'paper_like.py'
+    config.write_text("degradation_preprocessor = dict(type='DegradationDataPreProcessor', degradation=dict())\n"
+                      "model = dict(data_preprocessor=dict(type='DegradationDataPreProcessor', test_seed=5, "
+                      "degradation=dict(ops='basicsr')))\n")
+    assert degrade(dataset, '--config', str(config), '--limit', '1') == 0
+    manifest = json.loads((dataset / 'out' / 'images' / 'manifest.json').read_text())
+    assert manifest['degradation']['ops'] == 'basicsr' and manifest['seed'] == 5

@@ -62,8 +62,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='copy the label files or symlink them (default: copy)')
     parser.add_argument('--seed', type=int, default=None,
                         help='benchmark seed (default: test_seed of --config, else 0)')
-    parser.add_argument('--config', help='config defining degradation_preprocessor (or model.data_preprocessor) '
-                        'whose degradation keys and test_seed are used, and whose test pipeline image loader reads '
+    parser.add_argument('--config', help='config whose model.data_preprocessor (else degradation_preprocessor) '
+                        'gives the degradation keys and test_seed, and whose test pipeline image loader reads '
                         'the images; default: the RASS values and the loader defaults (cv2, color)')
     parser.add_argument('--batch-size', type=int, default=8, help='images of one size degraded together')
     parser.add_argument('--device', default='cpu', help='torch device (bit-exact reruns are promised on cpu)')
@@ -145,10 +145,14 @@ def load_settings(args: argparse.Namespace) -> Tuple[Dict[str, Any], int, Dict[s
         from mmengine.config import Config
         config = Config.fromfile(args.config)
         loader, loader_source = pipeline_loader(config, args.config)
-        preprocessor = config.get('degradation_preprocessor') or config.get('model', {}).get('data_preprocessor')
+        # the model's own degradation first: the paper configs set model.data_preprocessor.degradation to the
+        # public code's ops while the inherited degradation_preprocessor keeps the base file's
+        preprocessor = (config.get('model') or {}).get('data_preprocessor')
         if not preprocessor or preprocessor.get('type') != 'DegradationDataPreProcessor':
-            fail(f'{args.config!r} defines no DegradationDataPreProcessor (degradation_preprocessor or '
-                 'model.data_preprocessor)')
+            preprocessor = config.get('degradation_preprocessor')
+        if not preprocessor or preprocessor.get('type') != 'DegradationDataPreProcessor':
+            fail(f'{args.config!r} defines no DegradationDataPreProcessor (model.data_preprocessor or '
+                 'degradation_preprocessor)')
         degradation = dict(preprocessor.get('degradation') or {})
         seed = int(preprocessor.get('test_seed', 0))
     if args.seed is not None:
