@@ -13,13 +13,12 @@ the repository's ``.gitignore`` ignores):
   images, the input panel is the degraded image the model saw).
 
 A restorer's config (SCR) predicts no classes: it gets ``side_by_side/NAME.png`` only (LQ | restored | input).
-A folder is read in name order, without sub-folders, for the files ending in :data:`IMAGE_SUFFIXES`.
+A folder is read in name order, without sub-folders, for the files ending in :data:`rass_mmseg.utils.IMAGE_SUFFIXES`.
 ``--device`` defaults to ``cuda:0`` when CUDA is available, else ``cpu`` (mmseg's demo always defaults to
 ``cuda:0``). ``--cfg-options`` changes the config, e.g. ``model.data_preprocessor.degrade=never`` to segment an
 already low-quality photo as it is with an ``-lq`` config.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 from typing import Dict, List, Optional, Sequence
@@ -33,9 +32,9 @@ from mmseg.apis import inference_model, init_model
 from mmseg.visualization import SegLocalVisualizer
 
 import rass_mmseg  # noqa: F401  (registers the plugin and the rass_mmseg:: config scope before the config is read)
+from rass_mmseg.utils import list_images
 from rass_mmseg.visualization import SideBySideSegVisualizer
 
-IMAGE_SUFFIXES = ('.bmp', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp')
 DRAWINGS = ('overlay', 'mask', 'side_by_side')
 
 
@@ -58,19 +57,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def pick_device(device: Optional[str]) -> str:
     """``device``, or ``cuda:0`` when CUDA is available, else ``cpu``."""
     return device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
-
-
-def list_images(path: str) -> List[str]:
-    """``[path]`` for a file; the images of a folder (name order, no sub-folders) for a folder."""
-    if osp.isfile(path):
-        return [path]
-    if not osp.isdir(path):
-        raise FileNotFoundError(f'{path}: no such image file or folder')
-    images = sorted(osp.join(path, name) for name in os.listdir(path)
-                    if name.lower().endswith(IMAGE_SUFFIXES) and osp.isfile(osp.join(path, name)))
-    if not images:
-        raise FileNotFoundError(f'{path}: no image ({", ".join(IMAGE_SUFFIXES)}) in this folder')
-    return images
 
 
 def output_paths(images: Sequence[str], out_dir: str) -> Dict[str, Dict[str, str]]:

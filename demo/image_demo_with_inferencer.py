@@ -9,13 +9,12 @@ repository's ``.gitignore`` ignores) what it always writes: ``vis/NAME.EXT``, th
 overlay (``SegLocalVisualizer``); ``--side-by-side`` keeps the config's ``SideBySideSegVisualizer`` (input |
 prediction). ``demo/image_demo.py`` writes both drawings and names the masks after the images.
 
-A folder is read in name order, without sub-folders, for the files ending in :data:`IMAGE_SUFFIXES` (the
-inferencer itself would read every file of it). ``--device`` defaults to ``cuda:0`` when CUDA is available, else
-``cpu``. A restorer's config (SCR) is refused in one line: the inferencer returns no masks for it (see
-docs/en/user_guides/3_inference.md).
+A folder is read in name order, without sub-folders, for the files ending in
+:data:`rass_mmseg.utils.IMAGE_SUFFIXES` (the inferencer itself would read every file of it). ``--device``
+defaults to ``cuda:0`` when CUDA is available, else ``cpu``. A restorer's config (SCR) is refused in one line: the
+inferencer returns no masks for it (see docs/en/user_guides/3_inference.md).
 """
 import argparse
-import os
 import os.path as osp
 import sys
 from typing import List, Optional, Sequence
@@ -25,8 +24,7 @@ from mmengine.config import Config, DictAction
 from mmseg.apis import MMSegInferencer
 
 import rass_mmseg  # noqa: F401  (registers the plugin and the rass_mmseg:: config scope before the config is read)
-
-IMAGE_SUFFIXES = ('.bmp', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp')
+from rass_mmseg.utils import list_images
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -45,19 +43,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if not 0 < args.opacity <= 1:
         parser.error(f'--opacity must be in (0, 1], got {args.opacity}')
     return args
-
-
-def list_images(path: str) -> List[str]:
-    """``[path]`` for a file; the images of a folder (name order, no sub-folders) for a folder."""
-    if osp.isfile(path):
-        return [path]
-    if not osp.isdir(path):
-        raise FileNotFoundError(f'{path}: no such image file or folder')
-    images = sorted(osp.join(path, name) for name in os.listdir(path)
-                    if name.lower().endswith(IMAGE_SUFFIXES) and osp.isfile(osp.join(path, name)))
-    if not images:
-        raise FileNotFoundError(f'{path}: no image ({", ".join(IMAGE_SUFFIXES)}) in this folder')
-    return images
 
 
 def run(args: argparse.Namespace) -> List[str]:

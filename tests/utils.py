@@ -17,8 +17,8 @@ import torch
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
+from rass_mmseg.models.adapters.lora_adapters import lora_parameter_names
 from rass_mmseg.models.backbones import RASSBackbone
-from rass_mmseg.models.utils.lora import lora_parameter_names
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

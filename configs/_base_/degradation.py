@@ -1,8 +1,9 @@
 # Online Real-ESRGAN second-order degradation (RASS training data) as an mmseg data preprocessor.
 # Use it in a model config:  model = dict(data_preprocessor=degradation_preprocessor, ...)
-# Set degrade='test' to also degrade val/test batches (a seeded, on-the-fly LQ benchmark), 'never' to switch it off.
+# Set degrade='always' to also degrade val/test batches (a seeded, on-the-fly LQ benchmark), 'never' to switch it
+# off.
 # The degradation keys below are the values of the public RASS code; every key may be overridden. The operations
-# default to ops='libjpeg'; set ops='public_rass' to reproduce the public code's operations exactly.
+# default to ops='libjpeg'; ./degradation_paper.py sets ops='basicsr', the public code's operations, as the paper.
 degradation_preprocessor = dict(
     type='DegradationDataPreProcessor',
     mean=[127.5, 127.5, 127.5],  # the RASS backbone takes images in [-1, 1]
@@ -52,8 +53,8 @@ degradation_preprocessor = dict(
         resize_mode_prob=[1 / 3, 1 / 3, 1 / 3],  # area, bilinear, bicubic
         rotation_range=[-3.141592653589793, 3.141592653589793],  # of anisotropic kernels, radians
         # which operations: 'libjpeg' (a libjpeg-faithful JPEG, F.interpolate(size=) resizes, Poisson noise on 256
-        # levels) or 'public_rass' (the public RASS code's BasicSR ops: DiffJPEG, the first resize with
-        # scale_factor=, Poisson levels from each image's distinct values; ~0.4 dB harsher for the same draws)
+        # levels) or 'basicsr' (the public RASS code's BasicSR ops: DiffJPEG, the first resize with scale_factor=,
+        # Poisson levels from each image's distinct values; ~0.4 dB harsher for the same draws)
         ops='libjpeg',
         # where they run: 'auto' (OpenCV on CPU tensors with ops='libjpeg', torch otherwise), 'torch' or 'opencv'
         backend='auto',

@@ -1,7 +1,7 @@
 # FT baseline, tiny: the DT Mask2Former fine-tuned on textures degraded on the fly, tested on the seeded on-the-fly
-# LQ validation set (degrade='test'). Testing the DT checkpoint with this config gives the DT score.
+# LQ validation set (degrade='always'). Testing the DT checkpoint with this config gives the DT score.
 _base_ = ['./dt-mask2former_mit-tiny_1xb4-300it_textures-128x128.py', '../_base_/degradation.py']
 model = dict(
     data_preprocessor=dict(
-        type='DegradationDataPreProcessor', degrade='test', degradation=_base_.degradation_preprocessor.degradation))
+        type='DegradationDataPreProcessor', degrade='always', degradation=_base_.degradation_preprocessor.degradation))
 load_from = 'work_dirs/dt-mask2former_mit-tiny_1xb4-300it_textures-128x128/iter_300.pth'

@@ -6,4 +6,4 @@
 #   --cfg-options \
 #   "model.backbone.merge_adapters=['work_dirs/scr_tiny-sd-textures_1xb4-300it_textures-128x128/scr_adapter_iter_300']"
 _base_ = ['./rass_tiny-sd-textures_segformer-head_1xb4-300it_textures-128x128.py', '../_base_/degradation.py']
-model = dict(data_preprocessor=dict(_base_.degradation_preprocessor, _delete_=True, degrade='test'))
+model = dict(data_preprocessor=dict(_base_.degradation_preprocessor, _delete_=True, degrade='always'))

@@ -1,7 +1,8 @@
 # SCR at paper size on ADE20K: clean 512x512 crops degraded on the fly, the prompt of each training image
 # lists its ground-truth classes (L_SCL), inference uses the 150 class names. Validation restores the
 # ADE20K val images degraded with a fixed seed (an on-the-fly ADE20K-LQ) and reports PSNR/SSIM/LPIPS of the
-# restored and of the LQ images. The exported adapter (work_dir/scr_adapter_iter_N) goes into RASS:
+# restored and of the LQ images (tools/test.py adds NIQE). The exported adapter (work_dir/scr_adapter_iter_N)
+# goes into RASS:
 #   configs/rass/rass_sd21-base_mask2former_8xb2-160k_ade20k-lq-512x512.py  model.backbone.merge_adapters=[...]
 _base_ = [
     '../_base_/models/scr_sd21-base.py', 'mmseg::_base_/datasets/ade20k.py', '../_base_/default_runtime.py',
@@ -22,7 +23,8 @@ val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
 val_evaluator = dict(
     _delete_=True, type='RestorationMetric', lpips_weights='checkpoints/lpips_vgg.safetensors', lpips_net='vgg')
-test_evaluator = val_evaluator
+# + NIQE (mmagic's, no reference) as Real-IR papers report it; ~0.3 s per image on a CPU core, so only at test time
+test_evaluator = dict(val_evaluator, niqe=True)
 # OSEDiff's optimisers (AdamW 5e-5, constant; one for the restorer, one for the VSD regulariser), bf16 autocast,
 # 100k iterations of batch 16 (4 GPUs x 4 images); loops and hooks of the RASS schedule.
 optim_wrapper = dict(

@@ -22,10 +22,14 @@ each changes and when it applies, and :func:`installed_fixes` which ones this pr
   neck refuses, at build time and in one line, a decode head whose ``in_channels`` do not fit the features.
 - :mod:`.frozen_parameter_log` (mmengine <= 0.10.7): the optimizer constructor logs one line for the frozen
   parameters it leaves out instead of one warning per parameter.
+- :mod:`.mmagic_imports` (mmagic <= 1.2.0 installed, its version read without importing it): mmagic's metrics
+  and degradation transforms import with numpy 2 and the pinned diffusers (``np.bool8`` restored when mmagic is
+  imported; stand-ins that refuse in one line for its three modules whose dependencies are missing).
 
 A version outside a fix's range gets mmengine's / mmseg's / mmcv's own code: re-check the fix before widening it.
 """
 import importlib
+import importlib.metadata
 from typing import Callable, Dict, List, NamedTuple
 
 from mmengine.utils import digit_version
@@ -54,6 +58,17 @@ def _version_at_most(package: str, highest: str) -> Callable[[], bool]:
     return needed
 
 
+def _distribution_at_most(distribution: str, highest: str) -> Callable[[], bool]:
+    """Whether ``distribution`` is installed at ``highest`` or below, read from its metadata (not imported)."""
+    def needed() -> bool:
+        try:
+            version = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return False
+        return digit_version(version) <= digit_version(highest)
+    return needed
+
+
 def _mmcv_ops_at_most(highest: str) -> Callable[[], bool]:
     def needed() -> bool:
         try:
@@ -73,6 +88,7 @@ FIXES: Dict[str, Fix] = {
     'mmseg_inferencer': Fix('mmseg <= 1.2.2', _version_at_most('mmseg', '1.2.2')),
     'encoder_decoder_head_check': Fix('mmseg <= 1.2.2', _version_at_most('mmseg', '1.2.2')),
     'frozen_parameter_log': Fix('mmengine <= 0.10.7', _version_at_most('mmengine', '0.10.7')),
+    'mmagic_imports': Fix('mmagic installed, <= 1.2.0', _distribution_at_most('mmagic', '1.2.0')),
 }
 _installed: List[str] = []
 

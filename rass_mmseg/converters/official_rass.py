@@ -29,7 +29,9 @@ multi-scale deformable attention's ``sampling_offsets`` / ``attention_weights`` 
 with the same (heads, levels, points, xy) layout and level order (lowest resolution first), so every tensor is
 copied unchanged; only names differ.
 
-Dropped: the frozen Stable Diffusion weights (rebuilt from ``pretrained`` + ``merge_adapters``), the taggers (our
+Dropped: the frozen Stable Diffusion weights (the VAE and text encoder are SD 2.1-base's, from ``pretrained``; the
+UNet, SD 2.1-base with the SCR LoRA merged, is either written as a diffusers UNet by
+:mod:`rass_mmseg.converters.official_unet` or rebuilt from SD 2.1-base + ``merge_adapters``), the taggers (our
 prompt comes from a prompt source), the JPEG tables and the loss buffer (a config setting). Any other key is an
 error: nothing is guessed.
 """
@@ -52,7 +54,8 @@ DROPPED_PREFIXES = OrderedDict([
     ('backbone.jpeger.', 'fixed JPEG tables of the training-time degradation'),
     ('criterion.empty_weight', 'loss class weights (no-object weight 0.1 is a config setting)'),
 ])
-_FROZEN_UNET = 'frozen SD UNet with the SCR LoRA merged (rebuilt from pretrained + merge_adapters)'
+_FROZEN_UNET = ('frozen SD UNet with the SCR LoRA merged (written as a UNet folder with --sd21-base, or rebuilt from '
+                'SD + the SCR adapter)')
 #: The public code's three Seg LoRA adapters and how it assigns a UNet module to one (``ras.py``, ``unet_lora``).
 LORA_GROUPS = ('default_encoder_s2', 'default_decoder_s2', 'default_others_s2')
 OUR_ADAPTER = 'seg'

@@ -14,7 +14,7 @@ follows OSEDiff's checkpoints: a dict with
 RASS loads these three adapters and merges them into the UNet (``merge_and_unload``); OSEDiff's VAE entries
 (``rank_vae``, ``vae_lora_encoder_modules``, ``state_dict_vae``) are not read by RASS and are left out here too.
 The three module sets are disjoint and share rank and alpha, so they form one adapter: the folder written by
-:func:`write_scr_adapter` holds it in the layout of :mod:`rass_mmseg.models.utils.adapter_folder` (peft, diffusers
+:func:`write_scr_adapter` holds it in the layout of :mod:`rass_mmseg.models.adapters.adapter_folder` (peft, diffusers
 and ``merge_adapters`` load it) with ``conv_in`` as a module trained beside the LoRA.
 """
 import re
@@ -23,7 +23,7 @@ from typing import Dict, List, NamedTuple, Optional
 from peft import LoraConfig
 from torch import Tensor
 
-from ..models.utils.adapter_folder import write_adapter_folder
+from ..models.adapters.adapter_folder import write_adapter_folder
 
 __all__ = ['ScrAdapter', 'SCR_ADAPTERS', 'SCR_LORA_ALPHA', 'convert_scr_checkpoint', 'is_scr_checkpoint',
            'write_scr_adapter']

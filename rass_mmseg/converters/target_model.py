@@ -15,8 +15,8 @@ from mmengine.config import Config
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from ..models.adapters.lora_adapters import base_weights_fingerprint
 from ..models.utils.frozen_weights import FINGERPRINT_KEY
-from ..models.utils.lora import base_weights_fingerprint
 from ..utils.without_weights import model_without_weights
 
 __all__ = ['trainable_state_shapes', 'frozen_weights_fingerprint', 'unet_base_fingerprint']

@@ -22,7 +22,7 @@ from .random_source import RandomSource
 
 __all__ = [
     'KERNEL_TYPES', 'BlurKernelDraws', 'kernel_grid', 'anisotropic_kernels', 'circular_lowpass_kernels',
-    'draw_blur_kernels', 'draw_sinc_kernels', 'blur_kernels_from_draws', 'sample_blur_kernels', 'sample_sinc_kernels'
+    'draw_blur_kernels', 'draw_sinc_kernels', 'blur_kernels_from_draws', 'sample_blur_kernels'
 ]
 
 #: Kernel families understood by :func:`sample_blur_kernels` (Real-ESRGAN's ``kernel_list`` names).
@@ -216,11 +216,3 @@ def sample_blur_kernels(random: RandomSource, stream: str, **kwargs: Any) -> tor
     """
     return blur_kernels_from_draws(draw_blur_kernels(random, stream, **kwargs))
 
-
-def sample_sinc_kernels(random: RandomSource, stream: str, **kwargs: Any) -> torch.Tensor:
-    """Draw and build the final-stage sinc kernel of each sample (keywords of :func:`draw_sinc_kernels`).
-
-    Returns:
-        float32 ``(B, max_size, max_size)``, each kernel summing to 1.
-    """
-    return blur_kernels_from_draws(draw_sinc_kernels(random, stream, **kwargs))

@@ -1,11 +1,13 @@
-"""Where the degradation's operations run: the interface shared by the torch and the OpenCV backend.
+"""Where the degradation's operations run and which ones: the interface shared by every backend.
 
 :class:`SecondOrderDegradation` owns the pipeline: the order of the steps and every random draw. A backend only
-carries out the operations on a batch held in its own form (a ragged-batch canvas tensor for
-:class:`TorchBackend`, a list of numpy images for :class:`OpenCVBackend`), so the same draws reach both and only
-the arithmetic differs.
+carries out the operations on a batch held in its own form (a ragged-batch canvas tensor for the torch backends,
+a list of numpy images for :class:`OpenCVBackend`), so the same draws reach every backend and only the arithmetic
+differs. Each backend class implements one set of operations (its :attr:`~DegradationBackend.ops`, the value of
+the ``ops`` key) on one library (its :attr:`~DegradationBackend.name`, the value of the ``backend`` key);
+:mod:`.backend_registry` lists them.
 """
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch
 
@@ -23,6 +25,16 @@ class DegradationBackend:
 
     #: Name of the backend (the value of the ``backend`` config key that selects it).
     name: str = ''
+    #: The set of operations it implements (the value of the ``ops`` config key that selects it).
+    ops: str = ''
+    #: Whether stage 1's resize samples on ``F.interpolate(scale_factor=...)``'s grid (the pipeline then passes
+    #: the drawn scales to :meth:`resize`) instead of ``F.interpolate(size=...)``'s.
+    scale_factor_first_resize: bool = False
+
+    @classmethod
+    def check_jpeg_range(cls, key: str, jpeg_range: Sequence[float]) -> None:
+        """Refuse, in one line naming ``key``, a JPEG quality range (already within [1, 100]) that this backend's
+        codec cannot run; the pipeline asks at construction. Every quality in [1, 100] runs by default."""
 
     def load(self, images: torch.Tensor) -> Any:
         """The batch ``(B, 3, H, W)`` float32 RGB in [0, 1] in the backend's form."""

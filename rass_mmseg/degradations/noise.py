@@ -5,15 +5,13 @@ not rounded), with the gray/colour choice and the noise type drawn per sample in
 comes in two rules: 256 levels for every image (:func:`add_poisson_noise`) or BasicSR's levels from each image's
 count of distinct values (:func:`add_distinct_poisson_noise`, the public RASS code's).
 """
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from .color import mix_channels, rgb_to_luma
+from .degradation_backend import DegradationBackend
 from .random_source import RandomSource
-
-if TYPE_CHECKING:
-    from .degradation_backend import DegradationBackend
 
 __all__ = [
     'POISSON_LEVELS', 'QUANTILE_BINS', 'TORCHVISION_LUMA_WEIGHTS', 'poisson_quantile_table', 'poisson_from_uniform',
@@ -23,7 +21,7 @@ __all__ = [
 
 #: Real-ESRGAN scales the 8-bit image by 2**ceil(log2(number of distinct levels)) before Poisson sampling: 256 for
 #: any image with more than 128 distinct 8-bit levels. add_poisson_noise (ops='libjpeg') uses 256 always (no
-#: per-image histogram); add_distinct_poisson_noise (ops='public_rass') counts the levels of each image.
+#: per-image histogram); add_distinct_poisson_noise (ops='basicsr') counts the levels of each image.
 POISSON_LEVELS = 256
 #: Poisson counts come from a quantile table: one row per 8-bit level, one column per 1/4096 of probability.
 QUANTILE_BINS = 4096
@@ -216,28 +214,25 @@ def draw_noise(random: RandomSource, stream: str, *, gaussian_noise_prob: float,
     return gaussian, gray, sigma, scale
 
 
-def add_random_noise(images: Any, random: RandomSource, stream: str, *, gaussian_noise_prob: float,
-                     noise_range: Sequence[float], poisson_scale_range: Sequence[float], gray_noise_prob: float,
-                     backend: Optional['DegradationBackend'] = None, sizes: Optional[torch.Tensor] = None) -> Any:
+def add_random_noise(images: Any, random: RandomSource, stream: str, *, backend: DegradationBackend,
+                     gaussian_noise_prob: float, noise_range: Sequence[float], poisson_scale_range: Sequence[float],
+                     gray_noise_prob: float, sizes: Optional[torch.Tensor] = None) -> Any:
     """Real-ESRGAN's random noise step, drawn per sample, clipped to [0, 1].
 
     Args:
-        images: ``(B, 3, H, W)`` in [0, 1], or a batch in ``backend``'s form.
+        images: The batch in ``backend``'s form (a ``(B, 3, H, W)`` tensor in [0, 1] for the torch backends).
         random: Source of the draws and fields.
         stream: Prefix of the stream names.
+        backend: Backend that adds the noise.
         gaussian_noise_prob: Probability of Gaussian (else Poisson) noise.
         noise_range: Range of the Gaussian sigma in 8-bit units (e.g. ``(1, 30)``).
         poisson_scale_range: Range of the Poisson scale.
         gray_noise_prob: Probability of gray (same on all channels) noise.
-        backend: Backend that adds the noise; ``None`` for the torch operations of this module.
         sizes: ``(B, 2)`` image sizes of a ragged batch, ``None`` when every image fills the canvas.
 
     Returns:
         The batch in [0, 1], in the form it came in.
     """
-    if backend is None:
-        from .torch_backend import TorchBackend  # noqa: PLC0415  (the torch backend is built on this module)
-        backend = TorchBackend()
     gaussian, gray, sigma, scale = draw_noise(random, stream, gaussian_noise_prob=gaussian_noise_prob,
                                               noise_range=noise_range, poisson_scale_range=poisson_scale_range,
                                               gray_noise_prob=gray_noise_prob)

@@ -75,9 +75,10 @@ def _poisson_noise_table() -> np.ndarray:
 
 
 class OpenCVBackend(DegradationBackend):
-    """Every operation image by image with OpenCV and numpy (CPU tensors only)."""
+    """The libjpeg-faithful operations image by image with OpenCV and numpy (CPU tensors only)."""
 
     name = 'opencv'
+    ops = 'libjpeg'
 
     def load(self, images: torch.Tensor) -> ImageList:
         if images.device.type != 'cpu':

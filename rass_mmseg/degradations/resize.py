@@ -19,7 +19,7 @@ import torch
 from .ragged_batch import gather_columns, gather_rows
 from .random_source import RandomSource
 
-__all__ = ['RESIZE_MODES', 'ResizeDraws', 'resize_taps', 'resize_ragged', 'draw_resize', 'sample_resize']
+__all__ = ['RESIZE_MODES', 'ResizeDraws', 'resize_taps', 'resize_ragged', 'draw_resize']
 
 #: Interpolation modes, in the order of the ``resize_mode_prob`` entries.
 RESIZE_MODES: Tuple[str, ...] = ('area', 'bilinear', 'bicubic')
@@ -173,10 +173,3 @@ def draw_resize(random: RandomSource, stream: str, base_sizes: torch.Tensor, upd
     out_sizes = (base_sizes.to(torch.float64) * scale.view(-1, 1)).floor().long().clamp(min=1)
     return ResizeDraws(out_sizes, random.categorical(f'{stream}.mode', mode_probs), scale)
 
-
-def sample_resize(random: RandomSource, stream: str, base_sizes: torch.Tensor, updown_probs: Sequence[float],
-                  scale_range: Sequence[float],
-                  mode_probs: Sequence[float]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """:func:`draw_resize` without the scales: ``(out_sizes, modes)``."""
-    draws = draw_resize(random, stream, base_sizes, updown_probs, scale_range, mode_probs)
-    return draws.out_sizes, draws.modes

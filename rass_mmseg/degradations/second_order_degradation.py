@@ -11,30 +11,27 @@ Pipeline (each step with its own random draws per sample):
     3. in random order: [resize back to the input size + sinc filter (prob. ``final_sinc_prob``)] and [JPEG]
     4. round to 8 bit.
 
-The pipeline and every random draw live here; the operations run on a backend (``backend`` key): batched torch
-code on a ragged-batch canvas (:class:`TorchBackend`, any device) or OpenCV and numpy image by image
-(:class:`OpenCVBackend`, CPU only, several times faster there). ``'auto'`` takes OpenCV for CPU tensors and
-torch otherwise, so what runs on a GPU is the torch backend.
+The pipeline and every random draw live here; the operations run on a backend class, picked once at construction
+from the ``ops`` key (which operations: libjpeg-faithful or BasicSR's) and the ``backend`` key (where: batched
+torch code on a ragged-batch canvas, any device, or OpenCV and numpy image by image, CPU only, several times
+faster there); :mod:`.backend_registry` lists them. ``'auto'`` takes OpenCV for CPU tensors where the op set has
+it and torch otherwise, so what runs on a GPU is a torch backend.
 """
 import math
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
+from .backend_registry import backend_classes
 from .blur_kernels import KERNEL_TYPES, BlurKernelDraws, draw_blur_kernels, draw_sinc_kernels
 from .degradation_backend import DegradationBackend
 from .noise import add_random_noise
-from .opencv_backend import OpenCVBackend
 from .random_source import RandomSource
 from .resize import RESIZE_MODES, draw_resize
-from .torch_backend import OPS, TorchBackend, quantize_to_8bit
 
-__all__ = ['BACKENDS', 'OPS', 'SecondOrderDegradation', 'quantize_to_8bit', 'MAX_RESIZE_SCALE',
-           'MAX_NOISE_SIGMA', 'MAX_POISSON_SCALE', 'MAX_BLUR_SIGMA']
+__all__ = ['SecondOrderDegradation', 'MAX_RESIZE_SCALE', 'MAX_NOISE_SIGMA', 'MAX_POISSON_SCALE', 'MAX_BLUR_SIGMA']
 
 _PROB_TOLERANCE = 1e-6
-#: Values of the ``backend`` key.
-BACKENDS: Tuple[str, ...] = ('auto', 'torch', 'opencv')
 
 # Upper bounds of the ranges: Real-ESRGAN's largest values widened several times over, so any sensible experiment
 # fits, while a typo fails at construction instead of exhausting memory or drowning the image.
@@ -154,9 +151,10 @@ class SecondOrderDegradation:
             rounding, except JPEG, which OpenCV codes with libjpeg (8-bit input, integer quality), so the two give
             equally distributed, not equal, images.
         ops: Which operations: ``'libjpeg'`` (a libjpeg-faithful JPEG, resizes on ``F.interpolate(size=...)``'s
-            grid, Poisson noise on 256 levels) or ``'public_rass'`` (those of the public RASS code, i.e. BasicSR's:
+            grid, Poisson noise on 256 levels) or ``'basicsr'`` (BasicSR's, which the public RASS code calls:
             DiffJPEG, the first resize with ``scale_factor=``, Poisson levels from each image's count of distinct
-            values). Same parameters and draws give ~0.4 dB harsher images with ``'public_rass'``.
+            values; ``'public_rass'`` is another name for it). Same parameters and draws give ~0.4 dB harsher images
+            with ``'basicsr'``.
     """
 
     def __init__(self,
@@ -206,16 +204,8 @@ class SecondOrderDegradation:
         self.final_sinc_prob = _check_probability('final_sinc_prob', final_sinc_prob)
         self.final_jpeg_first_prob = _check_probability('final_jpeg_first_prob', final_jpeg_first_prob)
         self.second_blur_prob = _check_probability('second_blur_prob', second_blur_prob)
-        if backend not in BACKENDS:
-            raise ValueError(f"degradation key 'backend' must be one of {list(BACKENDS)}, got {backend!r}")
-        if ops not in OPS:
-            raise ValueError(f"degradation key 'ops' must be one of {list(OPS)}, got {ops!r}")
-        if backend == 'opencv' and ops != 'libjpeg':
-            raise ValueError(f"degradation backend 'opencv' implements ops='libjpeg' only (DiffJPEG and "
-                             f"scale-factor resizing have no OpenCV equivalent), got ops={ops!r}; use "
-                             "backend='auto' or 'torch'")
+        self.ops, self._backend_classes = backend_classes(ops, backend)
         self.backend = backend
-        self.ops = ops
         self.stages = {}
         for suffix, values in (('', (kernel_list, kernel_prob, sinc_prob, blur_sigma, betag_range, betap_range,
                                      resize_prob, resize_range, gaussian_noise_prob, noise_range,
@@ -224,10 +214,8 @@ class SecondOrderDegradation:
                                       betap_range2, resize_prob2, resize_range2, gaussian_noise_prob2, noise_range2,
                                       poisson_scale_range2, gray_noise_prob2, jpeg_range2))):
             self.stages[suffix] = self._check_stage(suffix, *values)
-            if ops == 'public_rass' and self.stages[suffix]['jpeg_range'][1] >= 100.0:
-                raise ValueError(f"degradation key 'jpeg_range{suffix}' must stay below 100 with ops='public_rass' "
-                                 f"(DiffJPEG's table factor is 0 at quality 100), got "
-                                 f"{list(self.stages[suffix]['jpeg_range'])}")
+            for backend_class in self._backend_classes.values():
+                backend_class.check_jpeg_range(f'jpeg_range{suffix}', self.stages[suffix]['jpeg_range'])
 
     @staticmethod
     def _check_stage(suffix: str, kernel_list: Sequence[str], kernel_prob: Sequence[float], sinc_prob: float,
@@ -269,16 +257,16 @@ class SecondOrderDegradation:
         return params
 
     def backend_for(self, device: torch.device) -> DegradationBackend:
-        """The backend that degrades batches on ``device`` (``'auto'``: OpenCV on the CPU, torch elsewhere)."""
+        """The backend that degrades batches on ``device`` (``'auto'``: OpenCV on the CPU where the op set has it,
+        torch elsewhere)."""
         name = self.backend
+        on_cpu = torch.device(device).type == 'cpu'
         if name == 'auto':
-            name = 'opencv' if torch.device(device).type == 'cpu' and self.ops == 'libjpeg' else 'torch'
-        if name == 'opencv':
-            if torch.device(device).type != 'cpu':
-                raise ValueError(f"degradation backend 'opencv' runs on CPU tensors, got a batch on {device}; "
-                                 "use backend='auto' or 'torch'")
-            return OpenCVBackend()
-        return TorchBackend(self.ops)
+            name = 'opencv' if on_cpu and 'opencv' in self._backend_classes else 'torch'
+        if name == 'opencv' and not on_cpu:
+            raise ValueError(f"degradation backend 'opencv' runs on CPU tensors, got a batch on {device}; "
+                             "use backend='auto' or 'torch'")
+        return self._backend_classes[name]()
 
     def _blur_kernels(self, random: RandomSource, stream: str, stage: Dict[str, Any]) -> BlurKernelDraws:
         return draw_blur_kernels(random, stream, kernel_sizes=self.kernel_sizes, kernel_types=stage['kernel_list'],
@@ -291,7 +279,7 @@ class SecondOrderDegradation:
                 stage: Dict[str, Any], backend: DegradationBackend,
                 scale_factor: bool = False) -> Tuple[Any, torch.Tensor]:
         """Draw and apply a random resize; ``scale_factor``: sample on ``F.interpolate(scale_factor=...)``'s grid
-        (the public RASS code's first resize) instead of ``size=``'s."""
+        (BasicSR's first resize) instead of ``size=``'s."""
         draws = draw_resize(random, stream, base_sizes, stage['resize_prob'], stage['resize_range'],
                             self.resize_mode_prob)
         # In Python: a torch reduction, even over a (B, 2) tensor, may wake torch's CPU threads.
@@ -335,7 +323,7 @@ class SecondOrderDegradation:
         # Stage 1: blur, resize, noise, JPEG.
         batch = backend.blur(batch, base_sizes, self._blur_kernels(random, 'first.blur', first))
         batch, sizes = self._resize(batch, base_sizes, random, 'first.resize', base_sizes, first, backend,
-                                    scale_factor=self.ops == 'public_rass')
+                                    scale_factor=backend.scale_factor_first_resize)
         batch = add_random_noise(batch, random, 'first.noise', backend=backend, sizes=sizes,
                                  **self._noise_args(first))
         batch = backend.jpeg(batch, sizes, random.uniform_range('first.jpeg', *first['jpeg_range']))

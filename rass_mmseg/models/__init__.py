@@ -1,1 +1,1 @@
-from . import backbones, data_preprocessors, heads, losses, necks, prompt_sources, segmentors, utils  # noqa: F401
+from . import adapters, backbones, data_preprocessors, heads, losses, necks, prompts, segmentors, utils  # noqa: F401

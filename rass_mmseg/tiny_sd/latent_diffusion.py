@@ -26,7 +26,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from rass_mmseg.models.utils.text_encoding import pack_phrases
+from rass_mmseg.models.prompts.text_encoding import pack_phrases
 
 __all__ = ['LDMRecipe', 'caption_check', 'caption_token_ids', 'captions_of', 'denoising_loss', 'train_ldm',
            'write_diagnostics']
@@ -62,7 +62,7 @@ class LDMRecipe:
 
 
 def caption_token_ids(phrases: Sequence[str], tokenizer, separator: str = ',') -> List[int]:
-    """The token ids of one encoder window that ``encode_phrases`` (rass_mmseg.models.utils.text_encoding) gives
+    """The token ids of one encoder window that ``encode_phrases`` (rass_mmseg.models.prompts.text_encoding) gives
     ``phrases``; a caption that needs more than one window is refused."""
     windows, _ = pack_phrases(phrases, tokenizer, separator)
     if len(windows) > 1:

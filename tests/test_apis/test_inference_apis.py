@@ -65,7 +65,7 @@ def options(path: str) -> dict:
 
 def degrades_test_images(cfg: Config) -> bool:
     preprocessor = cfg.model.data_preprocessor
-    return preprocessor.type == 'DegradationDataPreProcessor' and preprocessor.get('degrade') == 'test'
+    return preprocessor.type == 'DegradationDataPreProcessor' and preprocessor.get('degrade') == 'always'
 
 
 def random_checkpoint(path: str, out: Path) -> str:

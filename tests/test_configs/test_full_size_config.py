@@ -10,7 +10,7 @@ from mmseg.registry import MODELS
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from rass_mmseg.models.utils.lora import DEFAULT_LORA_TARGETS
+from rass_mmseg.models.adapters.lora_adapters import DEFAULT_LORA_TARGETS
 from rass_mmseg.models.utils.sd_components import without_weights
 from tests.utils import repo_path
 
@@ -95,7 +95,7 @@ def test_full_size_config_keys(full_cfg):
     assert full_cfg.model.backbone.lora_alpha == 8 and full_cfg.model.backbone.latent_mode == 'sample'
     assert full_cfg.model.data_preprocessor.type == 'DegradationDataPreProcessor'
     assert full_cfg.model.data_preprocessor.degrade == 'train'  # the paper trains on images degraded on the fly
-    assert full_cfg.model.data_preprocessor.degradation.ops == 'public_rass'  # the public code's operations
+    assert full_cfg.model.data_preprocessor.degradation.ops == 'basicsr'  # the public code's operations
     assert full_cfg.model.data_preprocessor.degradation.kernel_range == [7, 21]  # merged with the base keys
     assert 'ADEChallengeData2016-LQ' in full_cfg.val_dataloader.dataset.data_prefix.img_path
     assert full_cfg.optim_wrapper.type == 'AmpOptimWrapper' and full_cfg.optim_wrapper.clip_grad.max_norm == 0.01
@@ -129,7 +129,7 @@ def test_full_size_scr_builds_without_weights_and_trains_only_lora_and_conv_in(f
     assert len(model.backbone.capture_layers) == 2 * 2 + 3 * 2
     assert model.gt_class_prompt.classes[0] == 'wall' and len(model.gt_class_prompt.classes) == 150
     assert cfg.model.data_preprocessor.type == 'DegradationDataPreProcessor'
-    assert cfg.model.data_preprocessor.degradation.ops == 'public_rass'
+    assert cfg.model.data_preprocessor.degradation.ops == 'basicsr'
     assert tuple(cfg.model.data_preprocessor.size) == (512, 512) and cfg.val_evaluator.type == 'RestorationMetric'
 
 

@@ -50,7 +50,7 @@ def load(path: str) -> Config:
 
 
 def degrades_test_images(preprocessor: ConfigDict) -> bool:
-    return preprocessor.type == 'DegradationDataPreProcessor' and preprocessor.get('degrade', 'train') == 'test'
+    return preprocessor.type == 'DegradationDataPreProcessor' and preprocessor.get('degrade', 'train') == 'always'
 
 
 def protocol_of(path: str) -> str:
@@ -130,7 +130,7 @@ def test_full_size_baseline_builds(config):
     ft = load(repo_path('configs', 'protocols', config.replace('dt-', 'ft-')))
     preprocessor = MODELS.build(copy.deepcopy(ft.model.data_preprocessor))
     assert type(preprocessor).__name__ == 'DegradationDataPreProcessor' and preprocessor.degrade == 'train'
-    assert ft.model.data_preprocessor.degradation.ops == 'public_rass'  # the paper-size runs: public code's ops
+    assert ft.model.data_preprocessor.degradation.ops == 'basicsr'  # the paper-size runs: public code's ops
     torch.testing.assert_close(preprocessor.mean.flatten(), model.data_preprocessor.mean.flatten())
     assert preprocessor.size == model.data_preprocessor.size
 
@@ -177,7 +177,7 @@ def test_tiny_dt_baseline_trains_through_tools_and_r2s_tests_its_checkpoint(tmp_
     assert load_from_local_weights_only(str(checkpoint))['meta']['iter'] == 2
 
     # R2S as mmseg's tools/test.py runs it: the DT checkpoint given as load_from goes into the segmentor; LQ images
-    # are made on the fly (degrade='test')
+    # are made on the fly (degrade='always')
     r2s = repo_path('configs', 'protocols', 'r2s_scr-tiny-sd_segformer-mit-tiny_textures-lq-128x128.py')
     cfg = Config.fromfile(r2s)
     assert osp.isfile(cfg.model.restorer), cfg.model.restorer

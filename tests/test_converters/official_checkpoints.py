@@ -8,7 +8,7 @@ Tensors are random (seeded) or, with ``device='meta'``, shapes only.
 """
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -96,21 +96,43 @@ def lora_shapes(module: nn.Module, rank: int) -> Tuple[Tuple[int, ...], Tuple[in
     raise TypeError(f'no LoRA for {type(module).__name__}')
 
 
-def unet_with_lora(unet: nn.Module, groups: Dict[str, List[str]], rank: int, make: Maker) -> 'OrderedDict[str, Tensor]':
-    """The state dict of ``unet`` after diffusers' ``add_adapter`` of ``groups``: targets hold ``base_layer``."""
+def unet_with_lora(unet: nn.Module, groups: Dict[str, List[str]], rank: int, make: Maker,
+                   base: Optional[Dict[str, Tensor]] = None) -> 'OrderedDict[str, Tensor]':
+    """The state dict of ``unet`` after diffusers' ``add_adapter`` of ``groups``: targets hold ``base_layer``.
+    The base weights are ``base``'s (diffusers names) when given, else made by ``make``."""
     owner = {module: adapter for adapter, modules in groups.items() for module in modules}
     state = OrderedDict()
     for name, param in unet.named_parameters():
         module, _, kind = name.rpartition('.')
+        value = base[name] if base is not None else make(*param.shape)
         if module in owner:
-            state[f'{module}.base_layer.{kind}'] = make(*param.shape)
+            state[f'{module}.base_layer.{kind}'] = value
             if kind == 'weight':
                 shape_a, shape_b = lora_shapes(unet.get_submodule(module), rank)
                 state[f'{module}.lora_A.{owner[module]}.weight'] = make(*shape_a)
                 state[f'{module}.lora_B.{owner[module]}.weight'] = make(*shape_b)
         else:
-            state[name] = make(*param.shape)
+            state[name] = value
     return state
+
+
+def merge_scr_by_hand(unet_state: Dict[str, Tensor], scr: dict, alpha: float = 8.0) -> 'OrderedDict[str, Tensor]':
+    """What ``load_ckpt_from_state_dict`` + ``merge_and_unload`` of the public code make of a UNet (diffusers names):
+    ``conv_in`` replaced by the checkpoint's, then every listed module's weight plus (alpha / rank) * B A (for a
+    convolution, B's 1x1 kernel applied to A's kernel)."""
+    scale = alpha / scr['rank_unet']
+    lora = scr['state_dict_unet']
+    merged = OrderedDict((name, value.clone()) for name, value in unet_state.items())
+    for param in ('weight', 'bias'):
+        merged[f'conv_in.{param}'] = lora[f'conv_in.base_layer.{param}'].clone()
+    for adapter, key in (('default_encoder', 'unet_lora_encoder_modules'),
+                         ('default_decoder', 'unet_lora_decoder_modules'),
+                         ('default_others', 'unet_lora_others_modules')):
+        for module in scr[key]:
+            a, b = lora[f'{module}.lora_A.{adapter}.weight'], lora[f'{module}.lora_B.{adapter}.weight']
+            delta = b @ a if a.dim() == 2 else torch.einsum('or,rikl->oikl', b[:, :, 0, 0], a)
+            merged[f'{module}.weight'] = merged[f'{module}.weight'] + scale * delta
+    return merged
 
 
 def _gn(state: dict, prefix: str, channels: int, make: Maker) -> None:
@@ -189,8 +211,8 @@ def _prefixed(prefix: str, state: Dict[str, Tensor]) -> 'OrderedDict[str, Tensor
     return OrderedDict((prefix + key, value) for key, value in state.items())
 
 
-def official_rass_state_dict(arch: OfficialArch, sd_arch: dict, make: Maker,
-                             frozen: bool = True) -> 'OrderedDict[str, Tensor]':
+def official_rass_state_dict(arch: OfficialArch, sd_arch: dict, make: Maker, frozen: bool = True,
+                             merged_unet: Optional[Dict[str, Tensor]] = None) -> 'OrderedDict[str, Tensor]':
     """A ``MaskFormer_rass`` state dict: frozen SD (merged UNet, VAE, text encoder), Seg LoRA, taggers, head.
 
     Args:
@@ -198,13 +220,15 @@ def official_rass_state_dict(arch: OfficialArch, sd_arch: dict, make: Maker,
         sd_arch: ``dict(vae=..., unet=..., text_encoder=...)`` architecture dicts (e.g. a config's tiny_sd).
         make: Tensor maker (values, or meta shapes).
         frozen: Include what never trains (SD base weights, taggers, JPEG tables); False gives a stripped release.
+        merged_unet: The UNet's base weights (diffusers names, e.g. :func:`merge_scr_by_hand` of an SD UNet and an
+            SCR checkpoint); None makes random ones.
     """
     with torch.device('meta'):
         unet = UNet2DConditionModel(**sd_arch['unet'])
         vae = AutoencoderKL(**sd_arch['vae'])
         text_encoder = CLIPTextModel(CLIPTextConfig(**sd_arch['text_encoder']))
     groups = lora_groups(unet, ('default_encoder_s2', 'default_decoder_s2', 'default_others_s2'))
-    unet_state = unet_with_lora(unet, groups, arch.rank, make if frozen else Maker('meta'))
+    unet_state = unet_with_lora(unet, groups, arch.rank, make if frozen else Maker('meta'), merged_unet)
     state = OrderedDict()
     for key, value in unet_state.items():
         if frozen:

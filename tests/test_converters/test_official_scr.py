@@ -11,8 +11,8 @@ from peft import PeftModel, get_peft_model_state_dict, inject_adapter_in_model
 from torch import nn
 
 from rass_mmseg.converters import convert_scr_checkpoint, write_scr_adapter
-from rass_mmseg.models.utils.adapter_folder import RASS_METADATA, read_adapter_folder
-from rass_mmseg.models.utils.lora import DEFAULT_LORA_TARGETS, add_lora_adapter, merge_lora_adapter
+from rass_mmseg.models.adapters.adapter_folder import RASS_METADATA, read_adapter_folder
+from rass_mmseg.models.adapters.lora_adapters import DEFAULT_LORA_TARGETS, add_lora_adapter, merge_lora_adapter
 from tests.test_converters.official_checkpoints import Maker, official_scr_checkpoint
 from tests.utils import repo_path
 

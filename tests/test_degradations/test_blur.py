@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from rass_mmseg.degradations import blur_ragged
+from rass_mmseg.degradations.blur import blur_ragged
 
 
 def test_blur_reflects_at_each_image_border():

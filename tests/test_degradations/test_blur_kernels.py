@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from rass_mmseg.degradations import anisotropic_kernels, circular_lowpass_kernels, sample_blur_kernels
+from rass_mmseg.degradations.blur_kernels import anisotropic_kernels, circular_lowpass_kernels, sample_blur_kernels
 from tests.test_degradations.helpers import keyed
 
 

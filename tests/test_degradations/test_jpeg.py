@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import torch
 
-from rass_mmseg.degradations import jpeg_ragged
+from rass_mmseg.degradations.jpeg import jpeg_ragged
 from tests.test_degradations.helpers import photo
 
 

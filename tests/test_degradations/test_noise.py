@@ -1,7 +1,8 @@
 """Gaussian and Poisson noise: levels, per-sample draws, gray noise, Poisson moments."""
 import torch
 
-from rass_mmseg.degradations import add_gaussian_noise, add_poisson_noise, add_random_noise, poisson_from_uniform
+from rass_mmseg.degradations.noise import add_gaussian_noise, add_poisson_noise, add_random_noise, poisson_from_uniform
+from rass_mmseg.degradations.torch_backend import TorchBackend
 from tests.test_degradations.helpers import keyed
 
 
@@ -17,8 +18,8 @@ def test_gaussian_noise_std_matches_the_request_and_gray_noise_is_shared():
 
 def test_random_noise_std_stays_within_the_requested_range():
     images = torch.full((16, 3, 96, 96), 0.5)
-    noisy = add_random_noise(images, keyed(16), 'n', gaussian_noise_prob=1.0, noise_range=(5.0, 15.0),
-                             poisson_scale_range=(1.0, 1.0), gray_noise_prob=0.0)
+    noisy = add_random_noise(images, keyed(16), 'n', backend=TorchBackend(), gaussian_noise_prob=1.0,
+                             noise_range=(5.0, 15.0), poisson_scale_range=(1.0, 1.0), gray_noise_prob=0.0)
     std = (noisy - images).std(dim=(1, 2, 3)) * 255
     assert std.min() > 5.0 * 0.95 and std.max() < 15.0 * 1.05
     assert std.max() - std.min() > 3.0  # per-sample levels, not one per batch

@@ -14,24 +14,20 @@ import torch
 import torch.nn.functional as F
 from skimage import data
 
-from rass_mmseg.degradations import (
+from rass_mmseg.degradations import GeneratorRandomSource, KeyedRandomSource, SecondOrderDegradation
+from rass_mmseg.degradations.blur import blur_ragged
+from rass_mmseg.degradations.blur_kernels import (
     KERNEL_TYPES,
-    GeneratorRandomSource,
-    ImageList,
-    KeyedRandomSource,
-    OpenCVBackend,
-    SecondOrderDegradation,
-    TorchBackend,
-    add_random_noise,
-    blur_image,
-    blur_ragged,
-    jpeg_image,
-    jpeg_ragged,
-    resize_image,
-    resize_ragged,
+    blur_kernels_from_draws,
+    draw_blur_kernels,
+    draw_sinc_kernels,
 )
-from rass_mmseg.degradations.blur_kernels import blur_kernels_from_draws, draw_blur_kernels, draw_sinc_kernels
-from rass_mmseg.degradations.opencv_ops import blur_kernels_numpy
+from rass_mmseg.degradations.jpeg import jpeg_ragged
+from rass_mmseg.degradations.noise import add_random_noise
+from rass_mmseg.degradations.opencv_backend import ImageList, OpenCVBackend
+from rass_mmseg.degradations.opencv_ops import blur_image, blur_kernels_numpy, jpeg_image, resize_image
+from rass_mmseg.degradations.resize import resize_ragged
+from rass_mmseg.degradations.torch_backend import TorchBackend
 from tests.test_degradations.helpers import keyed
 
 PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'immunohistochemistry', 'hubble_deep_field', 'retina', 'brick',

@@ -6,13 +6,8 @@ import zlib
 import pytest
 import torch
 
-from rass_mmseg.degradations import (
-    GeneratorRandomSource,
-    KeyedRandomSource,
-    build_degradation,
-    identity_keys,
-    image_identity,
-)
+from rass_mmseg.degradations import GeneratorRandomSource, KeyedRandomSource, build_degradation, image_identity
+from rass_mmseg.degradations.random_source import identity_keys
 
 
 def test_image_identity_is_the_file_name():

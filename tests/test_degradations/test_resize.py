@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rass_mmseg.degradations import resize_ragged
+from rass_mmseg.degradations.resize import resize_ragged
 
 
 @pytest.mark.parametrize('code, mode', [(0, 'area'), (1, 'bilinear'), (2, 'bicubic')])

@@ -1,9 +1,12 @@
 import math
+import sys
 
+import cv2
 import mmcv
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.evaluator import Evaluator
 from mmengine.structures import PixelData
 from mmseg.registry import METRICS
@@ -16,6 +19,7 @@ from rass_mmseg.evaluation import RestorationMetric
 from rass_mmseg.evaluation.metrics.restoration_metric import rgb_to_y
 from rass_mmseg.models.utils import build_lpips
 from rass_mmseg.models.utils.lpips_network import lpips_state_dict
+from tests.utils import repo_path
 
 KEYS = {'psnr_rgb', 'ssim_rgb', 'psnr_y', 'ssim_y'}
 # Observed |this metric - scikit-image| on 8-bit images, both in float64: PSNR <= 2.1e-6 dB (torchmetrics turns
@@ -165,6 +169,7 @@ def test_metrics_and_channels_options_and_registry():
     gt = real_image('astronaut')
     result = evaluate(metric, [sample(distort(gt, 0.05, 0), gt)])
     assert set(result) == {'ssim_y'}
+    assert METRICS.build(dict(type='RestorationMetric', metrics=[], niqe=True)).niqe is not None
     for bad in (dict(metrics=['mse']), dict(channels=['lab']), dict(metrics=[]), dict(crop_border=-1)):
         with pytest.raises(ValueError, match='RestorationMetric'):
             RestorationMetric(**bad)
@@ -239,16 +244,86 @@ def test_lpips_only_with_weights(tmp_path):
         RestorationMetric(lpips_weights=str(tmp_path / 'missing.safetensors'))
 
 
-def test_matches_mmagic_functions_when_mmagic_imports():
-    try:
-        from mmagic.evaluation.metrics.psnr import psnr
-        from mmagic.evaluation.metrics.ssim import ssim
-    except Exception as error:  # mmagic 1.2.0 uses np.bool8 (gone in numpy 2) and needs albumentations
-        pytest.skip(f'mmagic does not import here: {type(error).__name__}: {error}')
-    gt = real_image('astronaut')
-    restored = distort(gt, 0.05, 0)
-    result = evaluate(RestorationMetric(), [sample(restored, gt)])
-    for channel, convert_to in (('rgb', None), ('y', 'Y')):  # mmagic works on [0, 255] in float32
-        kwargs = dict(crop_border=0, input_order='HWC', convert_to=convert_to, channel_order='rgb')
-        assert result[f'psnr_{channel}'] == pytest.approx(psnr(gt * 255, restored * 255, **kwargs), abs=1e-3)
-        assert result[f'ssim_{channel}'] == pytest.approx(ssim(gt * 255, restored * 255, **kwargs), abs=1e-4)
+def degrade(image: np.ndarray, kind: str) -> np.ndarray:
+    """Noise, a Gaussian blur (sigma 2) or JPEG at quality 30, on the 8-bit grid."""
+    if kind == 'noise':
+        return distort(image, 0.05, 0)
+    if kind == 'blur':
+        return np.round(cv2.GaussianBlur(image, (0, 0), 2.0) * 255) / 255
+    _, encoded = cv2.imencode('.jpg', np.round(image * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 30])
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR) / 255.0
+
+
+# mmagic, the independent oracle: observed |this metric - mmagic| <= 3.9e-6 dB PSNR (mmagic's float32 images),
+# SSIM <= 8.1e-9 on Y (float32 luma) and <= 5e-15 on RGB.
+MMAGIC_PSNR_TOL, MMAGIC_SSIM_TOL = {'rgb': 1e-5, 'y': 1e-5}, {'rgb': 1e-12, 'y': 5e-8}
+
+
+@pytest.mark.parametrize('crop_border', [0, 4])
+@pytest.mark.parametrize('name', ['astronaut', 'chelsea'])
+def test_psnr_and_ssim_equal_mmagic_functions(name, crop_border):
+    from mmagic.evaluation.metrics import psnr, ssim  # importable with the pinned stack: compat.mmagic_imports
+
+    gt = real_image(name)
+    for kind in ('noise', 'blur', 'jpeg'):
+        restored = degrade(gt, kind)
+        result = evaluate(RestorationMetric(crop_border=crop_border), [sample(restored, gt)])
+        for channel, convert_to in (('rgb', None), ('y', 'Y')):  # mmagic works on [0, 255]
+            kwargs = dict(crop_border=crop_border, input_order='HWC', convert_to=convert_to, channel_order='rgb')
+            expected_psnr, expected_ssim = psnr(gt * 255, restored * 255, **kwargs), ssim(gt * 255, restored * 255,
+                                                                                          **kwargs)
+            assert result[f'psnr_{channel}'] == pytest.approx(expected_psnr, abs=MMAGIC_PSNR_TOL[channel], rel=0), kind
+            assert result[f'ssim_{channel}'] == pytest.approx(expected_ssim, abs=MMAGIC_SSIM_TOL[channel], rel=0), kind
+
+
+def test_niqe_is_mmagics_niqe_of_the_gray_image_and_rises_with_blur():
+    from mmagic.evaluation.metrics import niqe
+
+    def mmagic_niqe(image: np.ndarray, crop_border: int = 0) -> float:  # mmagic's NIQE metric default: gray
+        return float(niqe(image[..., ::-1] * 255, crop_border, input_order='HWC', convert_to='gray'))
+
+    gts = [real_image('astronaut', 192, 288), real_image('chelsea', 192, 288)]
+    blurred = [degrade(gt, 'blur') for gt in gts]
+    noisy = [distort(gt, 0.05, seed) for seed, gt in enumerate(gts)]
+    metric = RestorationMetric(metrics=['psnr'], channels=['y'], niqe=True)
+    result = evaluate(metric, [sample(b, g, lq=n) for b, g, n in zip(blurred, gts, noisy)])
+    assert set(result) == {'psnr_y', 'niqe', 'lq_psnr_y', 'lq_niqe'}
+    assert result['niqe'] == pytest.approx(np.mean([mmagic_niqe(b) for b in blurred]), abs=1e-9, rel=0)
+    assert result['lq_niqe'] == pytest.approx(np.mean([mmagic_niqe(n) for n in noisy]), abs=1e-9, rel=0)
+    # a property of NIQE itself (lower is more natural): blurring or noising a photo raises it
+    for gt, blur, noise in zip(gts, blurred, noisy):
+        clean = evaluate(RestorationMetric(metrics=[], niqe=True), [sample(gt, gt)])['niqe']
+        assert clean == pytest.approx(mmagic_niqe(gt), abs=1e-9, rel=0)
+        assert clean + 2 < mmagic_niqe(blur) and clean + 2 < mmagic_niqe(noise)
+
+    cropped = evaluate(RestorationMetric(metrics=[], niqe=True, crop_border=8), [sample(gts[0], gts[0], pad=8)])
+    assert cropped['niqe'] == pytest.approx(mmagic_niqe(gts[0], crop_border=8), abs=1e-9, rel=0)
+    assert 'niqe' not in evaluate(RestorationMetric(), [sample(gts[0], gts[0])])
+
+
+def test_niqe_refuses_images_under_two_blocks_in_one_line():
+    gt = real_image('astronaut', 128, 128)  # the tiny configs' size: one 96 x 96 block, no covariance to fit
+    with pytest.raises(ValueError, match=r'NIQE needs two 96 x 96 blocks or more.*\(128, 128\)') as error:
+        RestorationMetric(niqe=True).process({}, [sample(gt, gt)])
+    assert '\n' not in str(error.value)
+    metric = RestorationMetric(niqe=True, crop_border=1)  # 96 x 192 is enough, minus the border it is not
+    with pytest.raises(ValueError, match=r'leave \(94, 190\)'):
+        metric.process({}, [sample(real_image('astronaut', 96, 192), real_image('astronaut', 96, 192))])
+    assert 'niqe' in evaluate(RestorationMetric(niqe=True), [sample(*[real_image('chelsea', 96, 192)] * 2)])
+
+
+def test_niqe_without_mmagic_fails_at_construction_in_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'mmagic.evaluation.metrics.niqe', None)  # as if mmagic were not installed
+    with pytest.raises(ImportError, match=r'RestorationMetric\(niqe=True\) computes NIQE with mmagic') as error:
+        RestorationMetric(niqe=True)
+    assert '\n' not in str(error.value)
+    RestorationMetric()  # PSNR/SSIM/LPIPS never need mmagic
+
+
+def test_paper_scr_config_reports_niqe_at_test_time_only():
+    cfg = Config.fromfile(repo_path('configs', 'scr', 'scr_sd21-base_4xb4-100k_ade20k-512x512.py'))
+    assert cfg.test_evaluator.type == 'RestorationMetric' and cfg.test_evaluator.niqe is True
+    assert 'niqe' not in cfg.val_evaluator  # ~0.3 s per 512 x 512 image: not at every validation
+    assert {key: value for key, value in cfg.test_evaluator.items() if key != 'niqe'} == cfg.val_evaluator
+    for tiny in ('scr_tiny-sd_1xb4-300it_textures-128x128.py', 'scr_tiny-sd-textures_1xb4-300it_textures-128x128.py'):
+        assert 'niqe' not in Config.fromfile(repo_path('configs', 'scr', tiny)).test_evaluator  # 128 x 128: too small

@@ -11,8 +11,8 @@ from diffusers import UNet2DConditionModel
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file, save_file
 
-import rass_mmseg.models.utils.lora as lora_module
-from rass_mmseg.models.utils.lora import merge_lora_adapter
+import rass_mmseg.models.adapters.lora_adapters as lora_module
+from rass_mmseg.models.adapters.lora_adapters import merge_lora_adapter
 from tests.utils import build_rass_backbone, randomize_seg_lora
 
 Edit = Optional[Callable[[dict], None]]
@@ -87,7 +87,7 @@ def test_rank_is_checked_against_the_weights_before_peft_builds_a_layer(exported
     def no_layers(*args, **kwargs):
         raise AssertionError('peft built LoRA layers before the rank was checked')
 
-    monkeypatch.setattr(lora_module, 'LoraModel', no_layers)
+    monkeypatch.setattr(lora_module, 'inject_adapter_in_model', no_layers)
     folder = edited_copy(exported, tmp_path, config=lambda c: c.update(r=10**9))
     assert_refused(exported, folder, r"edited/adapter_config\.json: 'r' is 1000000000 but .*adapter_model\.safetensors "
                    r'holds rank-4 weights')
@@ -164,3 +164,21 @@ def test_every_listed_trained_module_needs_its_weights(exported, tmp_path):
 def test_trained_module_names_must_be_module_names(exported, tmp_path, modules):
     folder = edited_copy(exported, tmp_path, metadata=lambda m: m.update(trained_modules=modules))
     assert_refused(exported, folder, r'rass_adapter\.json: trained modules must be a list of module names')
+
+
+def test_the_unpublished_first_layout_is_refused(exported, tmp_path):
+    # the first layout (keys without peft's prefix, our metadata inside adapter_config.json) was never published;
+    # read as a plain peft folder it would merge the LoRA and silently skip conv_in and the fingerprint check
+    def unprefix(tensors):
+        for key in list(tensors):
+            tensors[key[len('base_model.model.'):]] = tensors.pop(key)
+
+    metadata = json.loads((exported['folder'] / 'rass_adapter.json').read_text())
+
+    def old_config(config):
+        config.update(rass_trained_modules=['conv_in'], rass_base_fingerprint=metadata['base_fingerprint'])
+
+    folder = edited_copy(exported, tmp_path, config=old_config, lora=unprefix)
+    (folder / 'rass_adapter.json').unlink()
+    assert_refused(exported, folder, r"edited/adapter_model\.safetensors: key '.*lora_[AB]\.weight' lacks the "
+                   r"'base_model\.model\.' prefix of a peft adapter file")

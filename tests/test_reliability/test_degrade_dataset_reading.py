@@ -3,7 +3,7 @@ and refuses decompression bombs before decoding them (issue 21, item 5).
 
 For each odd file (EXIF-rotated JPEG, 16-bit PNG, palette PNG, CMYK JPEG, grayscale, gray+alpha) and each loader
 setting of a config's test pipeline, the tool's output must equal the image that the config's own test pipeline
-loads and its ``DegradationDataPreProcessor`` (``degrade='test'``, same seed) degrades, i.e. the
+loads and its ``DegradationDataPreProcessor`` (``degrade='always'``, same seed) degrades, i.e. the
 ``lq_img`` the model sees. A damaged file stops the run with one line that names it.
 """
 import json
@@ -24,7 +24,7 @@ from PIL import Image
 from tests.utils import load_tool, repo_path
 
 HEIGHT, WIDTH = 40, 48  # not square, so a wrong orientation changes the shape
-# degrade='test', seed 0
+# degrade='always', seed 0
 LQ_CONFIG = repo_path('configs', 'rass', 'rass_tiny-sd_segformer-head_1xb4-300it_textures-lq-128x128.py')
 # test pipeline loader arguments -> the kinds on which they decode differently from the cv2 defaults
 LOADERS = {
@@ -96,7 +96,7 @@ def lq_at_test_time(config: str, image: str) -> np.ndarray:
     pipeline = Compose([step for step in cfg.test_dataloader.dataset.pipeline if step.type != 'LoadAnnotations'])
     packed = pipeline(dict(img_path=image))
     preprocessor = MODELS.build(cfg.model.data_preprocessor)
-    assert preprocessor.degrade == 'test'
+    assert preprocessor.degrade == 'always'
     batch = preprocessor(dict(inputs=[packed['inputs']], data_samples=[packed['data_samples']]), training=False)
     return batch['data_samples'][0].lq_img.data.permute(1, 2, 0).numpy()
 

@@ -10,7 +10,7 @@ from mmengine.config import Config
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg.registry import MODELS
 
-from rass_mmseg.models.utils.lora import merge_lora_adapter
+from rass_mmseg.models.adapters.lora_adapters import merge_lora_adapter
 from rass_mmseg.models.utils.lpips_network import build_lpips
 from tests.utils import repo_path
 

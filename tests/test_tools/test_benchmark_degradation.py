@@ -1,5 +1,7 @@
 """tools/analysis_tools/benchmark_degradation.py: every row and the per-operation profile on a tiny run."""
 
+import sys
+
 import cv2
 import pytest
 import torch
@@ -19,8 +21,7 @@ def restore_threads():
 
 @pytest.mark.parametrize('with_mmagic', [False, True])
 def test_rows_and_profile(with_mmagic, restore_threads, capsys):
-    if with_mmagic and tool.import_mmagic_transforms() is None:
-        pytest.skip('mmagic is optional and not installed')
+    # mmagic 1.2.0 is installed with the stack (tools/install/install.sh) and imports through rass_mmseg.compat
     results = tool.main(['--batch-sizes', '2', '--size', '48', '--repeats', '1', '--threads', '1', '--profile'] +
                         ([] if with_mmagic else ['--no-mmagic']))
     rows = {'torch, batched', 'torch, batched, test mode', 'torch, per-image loop', 'opencv (CPU path)',
@@ -32,3 +33,13 @@ def test_rows_and_profile(with_mmagic, restore_threads, capsys):
     for operation in ('blur', 'resize', 'noise', 'of which field draws', 'JPEG', 'other', 'total'):
         assert f'  {operation}' in profile
     assert ('mmagic 1.2.0 (cv2)' in profile) == with_mmagic
+
+
+def test_mmagic_transforms_import_through_the_compat_fix_without_a_fake_albumentations():
+    transforms = tool.import_mmagic_transforms()
+    assert transforms.__name__ == 'mmagic.datasets.transforms.random_degradations'
+    # no empty module planted under albumentations' name (other libraries would take it for the real one)
+    albumentations = sys.modules.get('albumentations')
+    assert albumentations is None or albumentations.__spec__ is not None
+    from mmagic.datasets.transforms import albu_function
+    assert albu_function.__spec__.origin == 'rass_mmseg.compat.mmagic_imports'

@@ -1,6 +1,7 @@
-"""tools/model_converters/convert_official_rass.py end to end at tiny size: synthetic scr.pkl and rass.pth in the public
-layout -> an adapter folder and a checkpoint that the model built from the SD folder with that adapter merged loads
-strictly."""
+"""tools/model_converters/convert_official_rass.py end to end at tiny size: synthetic scr.pkl and rass.pth in the
+public layout -> an adapter folder and a checkpoint that the model built from the SD folder with that adapter merged
+loads strictly; or rass.pth alone -> a checkpoint and an SD folder holding rass.pth's own UNet (SD with the SCR
+LoRA merged)."""
 import json
 
 import pytest
@@ -8,14 +9,16 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
+from safetensors.torch import load_file
 
-from rass_mmseg.models.utils.adapter_folder import RASS_METADATA
-from rass_mmseg.models.utils.lora import base_weights_fingerprint
+from rass_mmseg.models.adapters.adapter_folder import RASS_METADATA
+from rass_mmseg.models.adapters.lora_adapters import base_weights_fingerprint
 from rass_mmseg.models.utils.sd_components import build_sd_components
 from tests.test_converters.official_checkpoints import (
     PAPER,
     TINY,
     Maker,
+    merge_scr_by_hand,
     official_rass_state_dict,
     official_scr_checkpoint,
 )
@@ -41,6 +44,18 @@ def release(tmp_path_factory):
     state = official_rass_state_dict(TINY, cfg.tiny_sd, Maker(seed=6))
     torch.save(dict(model=state, iteration=160000), root / 'rass.pth')
     return root, state, unet
+
+
+@pytest.fixture(scope='module')
+def merged_release(release):
+    """rass.pth as the public code writes it after merging scr.pkl into the SD UNet: its UNet base weights are the
+    SD folder's UNet with the SCR LoRA merged (computed by hand), the rest as in ``release``."""
+    root, _, unet = release
+    scr = torch.load(root / 'scr.pkl', weights_only=True)
+    merged = merge_scr_by_hand(unet.state_dict(), scr)
+    state = official_rass_state_dict(TINY, Config.fromfile(TINY_CONFIG).tiny_sd, Maker(seed=8), merged_unet=merged)
+    torch.save(dict(model=state, iteration=160000), root / 'rass_merged.pth')
+    return root / 'rass_merged.pth', state, merged
 
 
 def segmentor(sd_folder: str, merge_adapters):
@@ -109,7 +124,14 @@ def test_bad_inputs_stop_with_one_line(release, tmp_path):
     assert 'neither an SCR checkpoint' in run(tmp_path / 'other.pth', tmp_path / 'out.pth')
     torch.save(dict(model=dict(state, **{'sem_seg_head.extra.weight': torch.zeros(1)})), tmp_path / 'extra.pth')
     assert 'sem_seg_head.extra.weight' in run(tmp_path / 'extra.pth', tmp_path / 'out.pth', '--config', TINY_CONFIG)
-    assert '--merge-adapters' in run(root / 'rass.pth', tmp_path / 'out.pth', '--sd21-base', root / 'sd')
+    stripped = official_rass_state_dict(TINY, Config.fromfile(TINY_CONFIG).tiny_sd, Maker(seed=9), frozen=False)
+    torch.save(dict(model=stripped), tmp_path / 'stripped.pth')
+    message = run(tmp_path / 'stripped.pth', tmp_path / 'out.pth', '--config', TINY_CONFIG, '--sd21-base', root / 'sd')
+    assert 'holds no frozen UNet' in message and '--merge-adapters' in message
+    (tmp_path / 'out_sd21-base-scr').mkdir()  # the UNet folder exists: refused before anything is converted
+    assert 'out_sd21-base-scr exists' in run(root / 'rass.pth', tmp_path / 'out.pth', '--config', TINY_CONFIG,
+                                            '--sd21-base', root / 'sd')
+    assert not any((tmp_path / 'out_sd21-base-scr').iterdir())
     # the paper config does not take the tiny model's tensors
     assert 'does not fit' in run(root / 'rass.pth', tmp_path / 'out.pth')
     assert not (tmp_path / 'out.pth').exists()
@@ -126,3 +148,40 @@ def test_paper_size_release_without_frozen_weights_converts_for_the_paper_config
     assert len(converted) == len(state) - 1 and lines[0].startswith(f'{len(converted)} tensors mapped')
     assert lines[1].startswith('left out: 1 x loss class weights')  # criterion.empty_weight, all else is mapped
     assert torch.equal(converted['decode_head.query_feat.weight'], state['sem_seg_head.predictor.query_feat.weight'])
+
+
+def test_rass_pth_and_sd_base_suffice_and_predict_as_the_scr_route(release, merged_release, tmp_path):
+    """Without scr.pkl: the UNet folder holds rass.pth's UNet bit for bit, the checkpoint loads strictly on it, and
+    the model predicts what the model built from SD + the adapter converted from scr.pkl predicts."""
+    root, _, _ = release
+    rass_pth, state, merged = merged_release
+    sd = str(root / 'sd')
+    lines = main([str(rass_pth), str(tmp_path / 'rass.pth'), '--config', TINY_CONFIG, '--sd21-base', sd])
+    folder = tmp_path / 'rass_sd21-base-scr'
+    assert lines[-1].endswith(f'--cfg-options model.backbone.pretrained={folder}')
+    written = load_file(folder / 'unet' / 'diffusion_pytorch_model.safetensors')
+    assert sorted(written) == sorted(merged)
+    prefix = 'backbone.feature_extractor.sd.unet.'
+    for key, value in written.items():  # the official UNet: base_layer or plain tensors of rass.pth, bit for bit
+        module, _, param = key.rpartition('.')
+        official = state.get(f'{prefix}{module}.base_layer.{param}', state.get(prefix + key))
+        assert value.dtype == official.dtype and torch.equal(value, official), key
+    checkpoint = torch.load(tmp_path / 'rass.pth', weights_only=True)
+    assert checkpoint['meta']['backbone'] == dict(pretrained=str(folder), merge_adapters=[])
+    direct = segmentor(str(folder), []).eval()
+    load_checkpoint(direct, str(tmp_path / 'rass.pth'), strict=True)
+
+    main([str(root / 'scr.pkl'), str(tmp_path / 'scr'), '--sd21-base', sd])
+    main([str(rass_pth), str(tmp_path / 'rass_scr.pth'), '--config', TINY_CONFIG, '--sd21-base', sd,
+          '--merge-adapters', str(tmp_path / 'scr')])
+    rebuilt = segmentor(sd, [str(tmp_path / 'scr')]).eval()
+    load_checkpoint(rebuilt, str(tmp_path / 'rass_scr.pth'), strict=True)
+    to_q = 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q'
+    ours, theirs = (model.backbone.unet.get_parameter(f'{to_q}.base_layer.weight') for model in (direct, rebuilt))
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)  # SCR merged into SD as the public code does
+    assert not torch.allclose(ours, release[2].get_parameter(f'{to_q}.weight'), atol=1e-3)  # not SD's own UNet
+    inputs = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    metas = [dict(img_shape=(32, 32), ori_shape=(32, 32), pad_shape=(32, 32))]
+    with torch.no_grad():
+        torch.testing.assert_close(direct.inference(inputs, metas), rebuilt.inference(inputs, metas),
+                                   rtol=1e-5, atol=1e-5)

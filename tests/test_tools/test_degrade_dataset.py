@@ -103,7 +103,7 @@ def test_refuses_to_resume_with_other_settings_and_links_labels(dataset):
 
 def test_matches_the_preprocessor_test_mode(dataset):
     degrade(dataset, '--seed', '9')
-    preprocessor = DegradationDataPreProcessor(bgr_to_rgb=True, degrade='test', test_seed=9)
+    preprocessor = DegradationDataPreProcessor(bgr_to_rgb=True, degrade='always', test_seed=9)
     for name in ('coffee', 'chelsea'):
         path = str(dataset / 'src' / 'images' / f'{name}.jpg')
         image = torch.from_numpy(cv2.imread(path)).permute(2, 0, 1)
@@ -130,15 +130,28 @@ def test_a_folder_written_before_backends_resumes_only_with_the_torch_backend(da
     assert len(outputs(dataset)) == 5
 
 
-def test_public_rass_ops_run_on_torch_and_are_recorded(dataset, tmp_path):
+def test_basicsr_ops_run_on_torch_and_are_recorded_by_their_name(dataset, tmp_path):
     config = tmp_path / 'public_ops.py'
     config.write_text("degradation_preprocessor = dict(type='DegradationDataPreProcessor', "
-                      "degradation=dict(ops='public_rass'))\n")
+                      "degradation=dict(ops='public_rass'))\n")  # another name of 'basicsr'
     assert degrade(dataset, '--config', str(config), '--limit', '1') == 0
     manifest = json.loads((dataset / 'out' / 'images' / 'manifest.json').read_text())
-    assert manifest['backend'] == 'torch' and manifest['degradation']['ops'] == 'public_rass'
+    assert manifest['backend'] == 'torch' and manifest['degradation']['ops'] == 'basicsr'
     with pytest.raises(SystemExit, match='written with another degradation'):
         degrade(dataset)  # the default ops are libjpeg
+
+
+def test_a_folder_recorded_with_ops_public_rass_resumes_with_ops_basicsr(dataset, tmp_path):
+    config = tmp_path / 'basicsr_ops.py'
+    config.write_text("degradation_preprocessor = dict(type='DegradationDataPreProcessor', "
+                      "degradation=dict(ops='basicsr'))\n")
+    assert degrade(dataset, '--config', str(config), '--limit', '2') == 0
+    path = dataset / 'out' / 'images' / 'manifest.json'
+    manifest = json.loads(path.read_text())
+    manifest['degradation']['ops'] = 'public_rass'  # as the tool wrote it before the op set was named 'basicsr'
+    path.write_text(json.dumps(manifest))
+    assert degrade(dataset, '--config', str(config)) == 0
+    assert len(outputs(dataset)) == 5
 
 
 def _refusal(*argv) -> str:

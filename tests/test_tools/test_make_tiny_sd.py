@@ -144,8 +144,8 @@ def test_configs_without_the_architecture_are_refused(tmp_path):
 def test_the_caption_tokens_are_those_of_the_rass_prompt_encoder():
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    from rass_mmseg.models.prompts.text_encoding import encode_phrases
     from rass_mmseg.models.utils.sd_components import build_byte_level_clip_tokenizer
-    from rass_mmseg.models.utils.text_encoding import encode_phrases
     cfg = Config.fromfile(TINY_SD_CONFIG)
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(CLIPTextConfig(**cfg.tiny_sd_architecture.text_encoder)).eval()

@@ -7,7 +7,7 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
 
-from rass_mmseg.models.utils.lora import lora_parameter_names
+from rass_mmseg.models.adapters.lora_adapters import lora_parameter_names
 from tests.utils import load_tool, repo_path
 
 merge_checkpoint = load_tool('model_converters/merge_lora').merge_checkpoint

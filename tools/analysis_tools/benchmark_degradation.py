@@ -8,7 +8,7 @@ Rows, measured side by side in one run (methods interleaved inside every repeat,
 
 * ``torch, batched``: ``SecondOrderDegradation(backend='torch')`` on the whole batch (training draws from a
   torch.Generator), on ``--device``;
-* ``torch, batched, test mode``: the same with the keyed, batch-invariant draws of ``degrade='test'``;
+* ``torch, batched, test mode``: the same with the keyed, batch-invariant draws of ``degrade='always'``;
 * ``torch, per-image loop``: the torch backend called on one image at a time in a Python loop (the public RASS
   code's structure);
 * ``opencv (CPU path)`` / ``opencv, test mode``: ``backend='opencv'`` (what ``'auto'`` picks for CPU tensors) with
@@ -16,8 +16,8 @@ Rows, measured side by side in one run (methods interleaved inside every repeat,
   ``torch, batched on CPU``);
 * ``mmagic 1.2.0 (cv2)``: mmagic's CPU degradation transforms (``RandomBlur``, ``RandomResize``, ``RandomNoise``,
   ``RandomJPEGCompression``, ``DegradationsWithShuffle``) with the same parameters, one image at a time, when
-  mmagic can be imported (``pip install --no-deps mmagic==1.2.0``). mmagic stays optional: only this script
-  imports it, through :func:`import_mmagic_transforms`.
+  mmagic is installed (``tools/install/install.sh`` installs it; it imports with the pinned stack through
+  ``rass_mmseg.compat.mmagic_imports``), through :func:`import_mmagic_transforms`.
 
 ``--threads`` sets both torch's intra-op threads and OpenCV's (``cv2.setNumThreads``), so every row runs on the
 same number of threads. ``--profile`` then times each operation (blur, resize, noise with its field draws, JPEG,
@@ -25,11 +25,11 @@ conversions; the rest is kernel construction, per-sample draws and control) of t
 of mmagic's transforms, in ms per image, summed over the repeats of one extra run per method.
 """
 import argparse
+import importlib.util
 import math
 import os
 import platform
 import statistics
-import sys
 import time
 import types
 from collections import defaultdict
@@ -85,25 +85,15 @@ def sample_batch(batch_size: int, size: int) -> torch.Tensor:
 def import_mmagic_transforms() -> Optional[types.ModuleType]:
     """mmagic's degradation transforms, or None when mmagic is not installed.
 
-    mmagic 1.2.0 with numpy 2 and without its optional dependencies needs two narrow shims, applied in this
-    process only: ``np.bool8`` (removed in numpy 2, used by ``mmagic.utils.trans_utils``) and an empty
-    ``albumentations`` module (imported by ``mmagic.datasets.transforms`` for transforms we do not use).
+    mmagic 1.2.0 imports with numpy 2 and the pinned diffusers through ``rass_mmseg.compat.mmagic_imports``,
+    installed by importing ``rass_mmseg`` (as this script does); an installed mmagic that still fails to import
+    raises.
     """
-    try:
-        import importlib.util
-        if importlib.util.find_spec('mmagic') is None:
-            return None
-        if not hasattr(np, 'bool8'):
-            np.bool8 = np.bool_
-        if 'albumentations' not in sys.modules and importlib.util.find_spec('albumentations') is None:
-            sys.modules['albumentations'] = types.ModuleType('albumentations')
-        import cv2
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # float -> uint8 JPEG fallback warnings
-        from mmagic.datasets.transforms import random_degradations
-        return random_degradations
-    except Exception as error:  # noqa: BLE001  (report any import failure as a missing row)
-        print(f'mmagic could not be imported: {type(error).__name__}: {error}')
+    if importlib.util.find_spec('mmagic') is None:
         return None
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # float -> uint8 JPEG fallback warnings
+    from mmagic.datasets.transforms import random_degradations
+    return random_degradations
 
 
 def mmagic_pipeline(transforms: types.ModuleType, size: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -184,7 +174,8 @@ class TimedBackend(DegradationBackend):
                   'gaussian_noise': 'noise', 'poisson_noise': 'noise', 'clamp': 'noise', 'jpeg': 'JPEG'}
 
     def __init__(self, backend: DegradationBackend, timer: OperationTimer) -> None:
-        self.backend, self.name = backend, backend.name
+        self.backend, self.name, self.ops = backend, backend.name, backend.ops
+        self.scale_factor_first_resize = backend.scale_factor_first_resize  # what the pipeline asks the backend
         for method, label in self.OPERATIONS.items():
             setattr(self, method, timer.timed(label, getattr(backend, method)))
 

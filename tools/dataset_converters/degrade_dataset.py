@@ -1,7 +1,7 @@
 """Write a degraded copy of a dataset split (e.g. ADE20K val -> ADE20K-LQ) with the online degradation engine.
 
 Every image is degraded with the Real-ESRGAN second-order pipeline of ``DegradationDataPreProcessor`` in its
-``degrade='test'`` mode: the result depends only on (seed, file name, image), so it equals what the
+``degrade='always'`` mode: the result depends only on (seed, file name, image), so it equals what the
 preprocessor produces on the fly for the same seed, and re-running gives the same bits (on the CPU).
 
     python tools/dataset_converters/degrade_dataset.py data/ade/images/validation data/ade_lq/images/validation \
@@ -28,7 +28,7 @@ those images were made). The label output folder must be neither the image outpu
 it), so that labels and images never mix.
 
 On the CPU the engine runs its OpenCV backend (``backend='auto'``), as the preprocessor does on the CPU, so the
-output stays equal to ``degrade='test'`` on the CPU; set ``backend='torch'`` in the config's degradation keys to
+output stays equal to ``degrade='always'`` on the CPU; set ``backend='torch'`` in the config's degradation keys to
 reproduce folders written with the torch operations.
 """
 import argparse
@@ -284,10 +284,13 @@ def check_existing_manifest(out_dir: str, manifest: Dict[str, Any]) -> None:
 
 def comparable(key: str, value: Any) -> Any:
     """A manifest entry as resuming compares it: the degradation keys without 'backend' (the backend that ran is
-    compared as the entry 'backend'), and with ops='libjpeg', the only operations before the key existed."""
+    compared as the entry 'backend'), and with ops='libjpeg', the only operations before the key existed, and an
+    alias of ops by its op set's name ('public_rass', recorded before the op set was named, is 'basicsr')."""
+    from rass_mmseg.degradations.backend_registry import OPS_ALIASES
     if key == 'degradation' and isinstance(value, dict):
+        ops = value.get('ops', 'libjpeg')
         return dict({name: setting for name, setting in value.items() if name != 'backend'},
-                    ops=value.get('ops', 'libjpeg'))
+                    ops=OPS_ALIASES.get(ops, ops))
     return value
 
 

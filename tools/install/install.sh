@@ -22,6 +22,8 @@
 # in build/cuda-home. TORCH_CUDA_ARCH_LIST defaults to the visible GPUs' compute capabilities and
 # MAX_JOBS to the number of cores; both can be set by the user. pip's wheel cache is bypassed for mmcv
 # so a wheel built against another torch is never picked up.
+# mmagic 1.2.0 (PSNR/SSIM oracle, NIQE, degradation baseline) is installed with --no-deps, its stale requirements
+# left out: requirements/mmagic.txt lists what the modules we import need.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -117,6 +119,11 @@ fi
 
 echo "[install] mmsegmentation, mmdet and rass_mmseg (editable)"
 "${pip[@]}" mmsegmentation==1.2.2 mmdet==3.3.0
+echo "[install] mmagic 1.2.0 without its stale requirements (requirements/mmagic.txt says why)"
+"${pip[@]}" -r "$repo/requirements/mmagic.txt"
+"${pip[@]}" --no-deps mmagic==1.2.0
 "${pip[@]}" -e "$repo"
-"$py" -c "import rass_mmseg, mmseg, mmdet, mmcv; print('[install] ok: rass_mmseg', rass_mmseg.__version__, 'mmseg', mmseg.__version__, 'mmdet', mmdet.__version__, 'mmcv', mmcv.__version__)"
+"$py" -c "import rass_mmseg, mmseg, mmdet, mmcv, mmagic; print('[install] ok: rass_mmseg', rass_mmseg.__version__, 'mmseg', mmseg.__version__, 'mmdet', mmdet.__version__, 'mmcv', mmcv.__version__, 'mmagic', mmagic.__version__)"
+"$py" -c "import rass_mmseg; from mmagic.evaluation.metrics import niqe; from mmagic.datasets.transforms import RandomBlur" \
+  || { echo "[install] mmagic 1.2.0 does not import with this stack (see rass_mmseg/compat/mmagic_imports.py)" >&2; exit 1; }
 "${helper[@]}" "${check[@]}" --report | sed 's/^/[install] /'

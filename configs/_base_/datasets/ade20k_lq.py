@@ -6,11 +6,13 @@
 #   python tools/dataset_converters/degrade_dataset.py data/ade/ADEChallengeData2016/images/validation \
 #       data/ade/ADEChallengeData2016-LQ-generated/images/validation
 # (PNG, same stems; manifest.json records seed and parameters; the degradation of DegradationDataPreProcessor in
-# degrade='test' mode, applied at the original image size before the test pipeline's Resize, as an offline
+# degrade='always' mode, applied at the original image size before the test pipeline's Resize, as an offline
 # benchmark is; statistically like the release, not the same bits).
+# The public RASS code's test resize (PIL, antialiased; ./lq_test_sets.py), as the paper configs use it:
+#   val_dataloader = dict(dataset=dict(_base_.ade20k_lq_dataset, pipeline=_base_.public_rass_test_pipeline))
 # On the fly instead (no files; degraded after the test pipeline's Resize): keep mmseg's ade20k.py and give the model
-# the degradation preprocessor in test mode, e.g. with '../_base_/degradation.py' among the bases:
-#   model = dict(data_preprocessor=dict(type='DegradationDataPreProcessor', degrade='test',
+# the degradation preprocessor with degrade='always', e.g. with '../_base_/degradation.py' among the bases:
+#   model = dict(data_preprocessor=dict(type='DegradationDataPreProcessor', degrade='always',
 #                                       degradation=_base_.degradation_preprocessor.degradation))
 _base_ = ['mmseg::_base_/datasets/ade20k.py', './lq_test_sets.py']
 val_dataloader = dict(dataset=_base_.ade20k_lq_dataset)

@@ -4,6 +4,19 @@
 # Each override keeps the base's test pipeline (512 or 640 resize); ADE20KFormatDataset swaps its LoadAnnotations for
 # LoadAnnotationsChecked, which refuses label maps of the other label format with a one-line error naming the file.
 #
+# The public RASS code's test geometry (detectron2's default test mapper): images decoded by PIL, the short side
+# resized to 512 (long side at most 2048) with detectron2's size arithmetic and PIL's antialiased bilinear filter
+# (mmseg's Resize uses OpenCV, unfiltered: up to 29 grey levels apart on ADE20K). The paper configs
+# (../../rass/rass_sd21-base_mask2former_*) test with it and with the black padding to a multiple of 8 of
+# test_cfg=dict(mode='slide_features', pad_to_multiple=8, pad_value=-1.0); any config can take it with
+#   val_dataloader = dict(dataset=dict(_base_.ade20k_lq_dataset, pipeline=_base_.public_rass_test_pipeline))
+public_rass_test_pipeline = [
+    dict(type='LoadImageFromFileChecked', imdecode_backend='pillow'),
+    dict(type='PILResizeShortestEdge', short_edge_length=512, max_size=2048),
+    dict(type='LoadAnnotations', reduce_zero_label=True),  # after the resize: scored at the original size
+    dict(type='PackSegInputs')
+]
+#
 # Label formats (label_format): 'ade20k' = ADEChallengeData2016/annotations (0..150, 0 = other; mmseg's ADE20K
 # download); 'detectron2' = ADEChallengeData2016/annotations_detectron2 (0..149, 255 = ignore; what the public RASS
 # code evaluates with, made by Mask2Former's datasets/prepare_ade20k_sem_seg.py).

@@ -4,13 +4,11 @@
 # Needs checkpoints/stable-diffusion-2-1-base (a local diffusers folder) and checkpoints/lpips_vgg.safetensors
 # (python tools/model_converters/convert_lpips_weights.py vgg16-397923af.pth checkpoints/lpips_vgg.safetensors
 #  --net vgg).
-_base_ = ['./sd21_base.py', '../degradation.py']
+_base_ = ['./sd21_base.py', '../degradation_paper.py']
 model = dict(
     type='SemanticConstrainedRestorer',
     # training batches degraded on the fly (LQ input, HQ target), val/test batches with a fixed seed per image
-    data_preprocessor=dict(
-        _base_.degradation_preprocessor, degrade='test',
-        degradation=dict(_base_.degradation_preprocessor.degradation, ops='public_rass')),  # the public code's ops
+    data_preprocessor=dict(_base_.degradation_preprocessor, degrade='always', degradation=_base_.paper_degradation),
     gt_class_prompt=dict(type='ClassNamesPrompt', dataset='ADE20KDataset'),
     backbone=dict(
         type='SCRBackbone',
@@ -25,6 +23,4 @@ model = dict(
     decode_head=dict(
         type='SCRHead', pretrained=_base_.sd21_base_path, l2_weight=1.0, lpips_weight=2.0, lpips_net='vgg',
         lpips_weights='checkpoints/lpips_vgg.safetensors'),
-    # normalization='none': attention probabilities against the masks; dividing each map by its maximum lets
-    # the training collapse every map to a spike (docs/en/advanced_guides/benchmarks.md, toy-scale study)
-    alignment_loss=dict(type='CrossAttentionAlignmentLoss', mode='mse', normalization='none', loss_weight=1.0))
+    alignment_loss=dict(type='CrossAttentionAlignmentLoss', mode='mse', loss_weight=1.0))

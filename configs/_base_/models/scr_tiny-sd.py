@@ -5,7 +5,7 @@ _base_ = ['./tiny_sd.py', '../degradation.py']
 model = dict(
     type='SemanticConstrainedRestorer',
     # training batches degraded on the fly (LQ input, HQ target); val/test batches with a fixed seed per image
-    data_preprocessor=dict(_base_.degradation_preprocessor, degrade='test'),
+    data_preprocessor=dict(_base_.degradation_preprocessor, degrade='always'),
     # gt_class_prompt: set by the config that picks the dataset (the class names of its labels)
     backbone=dict(
         type='SCRBackbone',
@@ -18,6 +18,4 @@ model = dict(
         attention_strides=(16, 32)),
     # No LPIPS weights exist offline and a random LPIPS network is no perceptual loss: L2 only here.
     decode_head=dict(type='SCRHead', vae=_base_.tiny_sd.vae, l2_weight=1.0, lpips_weight=0.0),
-    # normalization='none': attention probabilities against the masks; dividing each map by its maximum lets
-    # the training collapse every map to a spike (docs/en/advanced_guides/benchmarks.md, toy-scale study)
-    alignment_loss=dict(type='CrossAttentionAlignmentLoss', mode='mse', normalization='none', loss_weight=1.0))
+    alignment_loss=dict(type='CrossAttentionAlignmentLoss', mode='mse', loss_weight=1.0))

@@ -15,7 +15,7 @@ class AdapterExportHook(Hook):
     """After training, save the backbone's trainable LoRA (SCR or Seg) into ``work_dir``.
 
     The folder, ``{prefix}_iter_{N}`` by default, is what ``save_lora_adapter`` writes (see
-    :mod:`rass_mmseg.models.utils.adapter_folder`): a peft adapter folder (``adapter_config.json`` and
+    :mod:`rass_mmseg.models.adapters.adapter_folder`): a peft adapter folder (``adapter_config.json`` and
     ``adapter_model.safetensors``) that ``PeftModel.from_pretrained`` loads, diffusers' LoRA file
     (``pytorch_lora_weights.safetensors``) for ``pipeline.load_lora_weights``, and our ``rass_adapter.json`` plus
     ``trained_modules.safetensors`` (``conv_in``). ``RASSBackbone(merge_adapters=[...])`` accepts it;

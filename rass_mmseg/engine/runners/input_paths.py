@@ -68,7 +68,7 @@ def _check_sd_folder(key: str, path: str, subfolders: dict, found: List[MissingI
 
 
 def _check_adapter(key: str, path: Any, found: List[MissingInput]) -> None:
-    from rass_mmseg.models.utils.adapter_folder import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+    from rass_mmseg.models.adapters.adapter_folder import ADAPTER_CONFIG, ADAPTER_WEIGHTS
     if not _local(path):
         return
     if path.endswith('.safetensors'):

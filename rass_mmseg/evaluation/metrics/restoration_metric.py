@@ -1,15 +1,17 @@
-"""Restoration metrics (PSNR, SSIM, LPIPS) of restored images against their clean targets, for mmseg's evaluator.
+"""Restoration metrics (PSNR, SSIM, LPIPS, NIQE) of restored images, for mmseg's evaluator.
 
 mmagic's PSNR/SSIM metrics need mmagic's own evaluator and data samples; this metric reads mmseg data samples,
 so ``val_evaluator = dict(type='RestorationMetric')`` works with mmseg's Runner and ``tools/test.py``. The
 values follow mmagic/BasicSR: per image, then averaged over the dataset; restored images rounded to 8 bit
 (``quantize``); the Y channel of ITU-R BT.601; SSIM of Wang et al. (2004) with an 11 x 11 Gaussian window
 (sigma 1.5) over the valid region (see :func:`_ssim`), averaged over channels. PSNR and SSIM are torchmetrics'
-functional ones, batched over images of equal size, in float64 on the images' device.
+functional ones, batched over images of equal size, in float64 on the images' device; tests compare them with
+mmagic's ``psnr``/``ssim``. NIQE, a no-reference score (lower is better), is mmagic's ``niqe`` function itself.
 """
 from collections import defaultdict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.structures import BaseDataElement
@@ -24,6 +26,7 @@ __all__ = ['RestorationMetric', 'rgb_to_y']
 _METRICS = ('psnr', 'ssim')
 _CHANNELS = ('rgb', 'y')
 _SSIM_WINDOW = 11
+_NIQE_BLOCK = 96  # mmagic's (and the MATLAB reference's) block side; the model fit needs two blocks or more
 
 
 def rgb_to_y(images: Tensor) -> Tensor:
@@ -41,20 +44,25 @@ def rgb_to_y(images: Tensor) -> Tensor:
 
 @METRICS.register_module()
 class RestorationMetric(BaseMetric):
-    """PSNR and SSIM on RGB and on the Y channel, and LPIPS, of ``restored_img`` against ``gt_hq_img``.
+    """PSNR and SSIM on RGB and on the Y channel, and LPIPS, of ``restored_img`` against ``gt_hq_img``; NIQE.
 
     Each data sample (a ``SegDataSample`` or its ``to_dict()``, as mmengine's evaluator passes it) holds
     ``restored_img`` (``PixelData``, float RGB (3, H, W) in [0, 1], possibly padded), ``gt_hq_img`` (float RGB
     (3, H, W) in [0, 1], padded the same way) and the metainfo ``img_shape`` (unpadded height, width): both are
     cropped to ``img_shape``. With ``lq_img`` (uint8 RGB (3, h, w), already cropped to ``img_shape``) the same
     metrics of the input the model saw are reported with an ``lq_`` prefix, so restored and input quality can
-    be compared. Result keys: ``psnr_rgb``, ``ssim_rgb``, ``psnr_y``, ``ssim_y``, ``lpips`` and their ``lq_``
-    versions. PSNR of identical images is ``inf``, as in mmagic.
+    be compared. Result keys: ``psnr_rgb``, ``ssim_rgb``, ``psnr_y``, ``ssim_y``, ``lpips``, ``niqe`` and their
+    ``lq_`` versions. PSNR of identical images is ``inf``, as in mmagic.
 
     The restored image is clamped to [0, 1] and, with ``quantize``, rounded to 8 bit as saved images are (as
     mmagic and BasicSR evaluate). ``quantize`` rounds the ground truth too: read from 8-bit files and stored
     as float32 ``k / 255``, it only loses the float32 error (so identical images give ``inf``, as in mmagic).
     The LQ image (uint8) is used as given.
+
+    NIQE (``niqe=True``; needs mmagic, which ``tools/install/install.sh`` installs) is computed by mmagic 1.2.0's
+    ``niqe`` on the grayscale image (``convert_to='gray'``: the official MATLAB code's ``rgb2gray``, mmagic's
+    ``NIQE`` metric default), in 96 x 96 blocks after ``crop_border``: images need two blocks or more (e.g.
+    96 x 192); the 128 x 128 tiny configs are too small. It costs about 0.3 s per 512 x 512 image on one CPU core.
 
     Args:
         metrics: Any of ``'psnr'``, ``'ssim'``.
@@ -65,6 +73,8 @@ class RestorationMetric(BaseMetric):
         lpips_weights: Local LPIPS weights file (``tools/model_converters/convert_lpips_weights.py``); LPIPS is
             computed only when it is given.
         lpips_net: LPIPS backbone: ``'vgg'``, ``'alex'`` or ``'squeeze'``.
+        niqe: Also report NIQE (``niqe``, and ``lq_niqe`` with ``lq_img``), the no-reference score of the image
+            alone.
         collect_device: Device for collecting results across ranks, ``'cpu'`` or ``'gpu'``.
         prefix: Prefix of the result keys (none by default).
         collect_dir: Directory for collecting results across ranks on the CPU.
@@ -79,13 +89,14 @@ class RestorationMetric(BaseMetric):
                  quantize: bool = True,
                  lpips_weights: Optional[str] = None,
                  lpips_net: str = 'vgg',
+                 niqe: bool = False,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
         metrics, channels = tuple(metrics), tuple(channels)
-        if not metrics and lpips_weights is None:
-            raise ValueError('RestorationMetric: nothing to compute (empty metrics and no lpips_weights)')
+        if not metrics and lpips_weights is None and not niqe:
+            raise ValueError('RestorationMetric: nothing to compute (empty metrics, no lpips_weights, niqe=False)')
         if not set(metrics) <= set(_METRICS) or len(set(metrics)) != len(metrics):
             raise ValueError(f'RestorationMetric: metrics must be distinct values of {_METRICS}, got {metrics}')
         if metrics and (not channels or not set(channels) <= set(_CHANNELS) or len(set(channels)) != len(channels)):
@@ -98,6 +109,7 @@ class RestorationMetric(BaseMetric):
         self.quantize = quantize
         # Built now, so a wrong path fails before the test loop starts.
         self.lpips = None if lpips_weights is None else build_lpips(lpips_net, weights=lpips_weights)
+        self.niqe = _mmagic_niqe() if niqe else None  # imported now, so a missing mmagic fails before the loop
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Compute the per-image metrics of a batch, batched over images of equal size.
@@ -173,7 +185,19 @@ class RestorationMetric(BaseMetric):
         if self.lpips is not None:
             self.lpips.to(pred.device)
             values['lpips'] = self.lpips(pred.float(), gt.float())
+        if self.niqe is not None:
+            values['niqe'] = torch.tensor([self._niqe(image) for image in pred], dtype=torch.float64)
         return values
+
+    def _niqe(self, image: Tensor) -> float:
+        """mmagic's NIQE of one (3, H, W) RGB image in [0, 1] (given to it as BGR in [0, 255], as it expects)."""
+        height, width = (size - 2 * self.crop_border for size in image.shape[-2:])
+        if (height // _NIQE_BLOCK) * (width // _NIQE_BLOCK) < 2:
+            raise ValueError(f'RestorationMetric: NIQE needs two {_NIQE_BLOCK} x {_NIQE_BLOCK} blocks or more, but '
+                             f'images of {tuple(image.shape[-2:])} minus crop_border {self.crop_border} leave '
+                             f'{(height, width)}; set niqe=False for images this small')
+        bgr = (image.flip(0) * 255.0).permute(1, 2, 0).cpu().numpy()
+        return float(self.niqe(bgr, crop_border=self.crop_border, input_order='HWC', convert_to='gray'))
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
         """Average the per-image values over the dataset.
@@ -207,6 +231,16 @@ def _ssim(x: Tensor, y: Tensor) -> Tensor:
     _, ssim_map = structural_similarity_index_measure(x, y, data_range=1.0, reduction='none', return_full_image=True)
     half = _SSIM_WINDOW // 2
     return ssim_map[..., half:-half, half:-half].mean(dim=(1, 2, 3))
+
+
+def _mmagic_niqe() -> Callable[..., np.ndarray]:
+    """mmagic's ``niqe`` function (importable with the pinned stack through ``rass_mmseg.compat.mmagic_imports``)."""
+    try:
+        from mmagic.evaluation.metrics.niqe import niqe
+    except ImportError as error:
+        raise ImportError(f'RestorationMetric(niqe=True) computes NIQE with mmagic 1.2.0, which does not import here '
+                          f'(tools/install/install.sh installs it): {type(error).__name__}: {error}') from None
+    return niqe
 
 
 def _pixels(value) -> Tensor:

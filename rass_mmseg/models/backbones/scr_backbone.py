@@ -8,7 +8,7 @@ VAE decoder. Trainable: the SCR LoRA adapter and ``conv_in``; VAE, text encoder 
 With ``regularizer`` the backbone also owns the regulariser of OSEDiff's variational score distillation (VSD, see
 :class:`~rass_mmseg.models.losses.VariationalScoreDistillationLoss`): a second LoRA adapter (``vsd``) on the same UNet,
 which trains with an optimizer of its own (:meth:`SCRBackbone.regularizer_parameters`). One UNet then serves three
-models (:mod:`~rass_mmseg.models.utils.adapter_views`): the restorer (``forward``: the SCR adapter and the trained
+models (:mod:`~rass_mmseg.models.adapters.adapter_views`): the restorer (``forward``: the SCR adapter and the trained
 ``conv_in``), the frozen pretrained model (:meth:`SCRBackbone.pretrained_noise`: no adapter, the original
 ``conv_in``) and the regulariser (:meth:`SCRBackbone.regularizer_noise`: the ``vsd`` adapter, the original
 ``conv_in``).
@@ -19,16 +19,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from diffusers import DDPMScheduler
 from mmseg.registry import MODELS
-from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import Tensor, nn
 
-from ..utils.adapter_views import active_adapters, call_with_weights
+from ..adapters.adapter_views import active_adapters, call_with_weights
+from ..adapters.lora_adapters import DEFAULT_LORA_TARGETS, add_lora_adapter, lora_parameter_names
 from ..utils.cross_attention_capture import (
     CrossAttentionStore,
     cross_attention_layers_at_strides,
     install_cross_attention_capture,
 )
-from ..utils.lora import DEFAULT_LORA_TARGETS, add_lora_adapter, lora_parameter_names
 from .stable_diffusion_backbone import StableDiffusionBackbone
 
 __all__ = ['SCRBackbone', 'SD21_BASE_SCHEDULER']
@@ -86,6 +85,8 @@ class SCRBackbone(StableDiffusionBackbone):
             raise ValueError('SCRBackbone: scheduler thresholding is not supported for one-step restoration')
         self.clip_sample_range = schedule.config.clip_sample_range if schedule.config.clip_sample else None
         self.num_train_timesteps = num_steps
+        #: The noise schedule (diffusers' ``DDPMScheduler``); ``scheduler.add_noise`` is the forward diffusion.
+        self.scheduler = schedule
         self.register_buffer('alphas_cumprod', schedule.alphas_cumprod.float(), persistent=False)
         self.capture_layers: List[str] = []
         self.attention_store: Optional[CrossAttentionStore] = None
@@ -111,12 +112,10 @@ class SCRBackbone(StableDiffusionBackbone):
             original = unet.get_parameter(name).detach().clone()
             self.register_buffer(f'original_weight_{index}', original, persistent=False)
         flags = {name: param.requires_grad for name, param in unet.named_parameters()}
-        active = {name: list(m.active_adapters) for name, m in unet.named_modules() if isinstance(m, BaseTunerLayer)}
         add_lora_adapter(unet, self.regularizer_adapter_name, options['lora_rank'], options['lora_alpha'],
                          tuple(options['lora_targets']))
-        for name, module in unet.named_modules():  # peft activates the new adapter: the restorer keeps its own
-            if name in active:
-                module.set_adapter(active[name])
+        if not self.deploy:  # add_adapter activates the new adapter: the restorer keeps its own
+            unet.set_adapter(self.adapter_name)
         regularizer = set(lora_parameter_names(unet, self.regularizer_adapter_name))
         for name, param in unet.named_parameters():
             param.requires_grad = flags.get(name, False) or name in regularizer
@@ -183,11 +182,6 @@ class SCRBackbone(StableDiffusionBackbone):
         """sqrt(a_t) and sqrt(1 - a_t) of per-image ``timesteps``, shaped to broadcast over ``like``."""
         alpha_prod = self.alphas_cumprod.to(like.device)[timesteps].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
         return alpha_prod.sqrt(), (1 - alpha_prod).sqrt()
-
-    def add_noise(self, clean: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
-        """The forward diffusion: sqrt(a_t) * clean + sqrt(1 - a_t) * noise, per image."""
-        sqrt_alpha, sqrt_one_minus = self._alpha_prods(timesteps, clean)
-        return sqrt_alpha * clean + sqrt_one_minus * noise
 
     def clean_latents(self, noisy: Tensor, prediction: Tensor, timesteps: Tensor) -> Tensor:
         """The clean latent x0 that the UNet's ``prediction`` at per-image ``timesteps`` implies for ``noisy``."""

@@ -3,9 +3,10 @@
 :class:`~rass_mmseg.models.backbones.RASSBackbone` (stage 2, segmentation features) and
 :class:`~rass_mmseg.models.backbones.SCRBackbone` (stage 1, one-step restoration) are siblings built on this base.
 It builds the VAE encoder, UNet, CLIP text encoder and tokenizer (from a local diffusers folder or from config dicts),
-merges finished adapters into the UNet (peft ``merge_and_unload``), adds one fresh trainable LoRA (+ ``conv_in``),
-owns the prompt (a prompt source from ``TASK_UTILS`` and a cached :class:`~rass_mmseg.models.utils.PromptEncoder`),
-and turns an input batch into scaled VAE latents. Subclasses implement ``forward``.
+merges finished adapters into the UNet (:mod:`~rass_mmseg.models.adapters`), adds one fresh trainable LoRA (+
+``conv_in``), owns the prompt (a prompt source from ``TASK_UTILS`` and a cached
+:class:`~rass_mmseg.models.prompts.PromptEncoder`), and turns an input batch into scaled VAE latents. Subclasses
+implement ``forward``.
 """
 import os
 import os.path as osp
@@ -19,8 +20,7 @@ from mmengine.model import BaseModule
 from mmseg.registry import TASK_UTILS
 from torch import Tensor
 
-from ..utils.frozen_weights import leave_frozen_weights_out_of_checkpoints, persistent_state
-from ..utils.lora import (
+from ..adapters.lora_adapters import (
     DEFAULT_LORA_TARGETS,
     add_lora_adapter,
     lora_parameter_names,
@@ -28,9 +28,10 @@ from ..utils.lora import (
     merge_lora_adapter,
     save_lora_adapter,
 )
-from ..utils.prompt_encoder import PromptEncoder
+from ..prompts.prompt_encoder import PromptEncoder
+from ..prompts.text_encoding import PromptEncoding
+from ..utils.frozen_weights import leave_frozen_weights_out_of_checkpoints, persistent_state
 from ..utils.sd_components import build_sd_components
-from ..utils.text_encoding import PromptEncoding
 
 __all__ = ['LATENT_MODES', 'StableDiffusionBackbone']
 
@@ -61,8 +62,8 @@ class StableDiffusionBackbone(BaseModule):
         lora_alpha: LoRA scaling numerator (the LoRA output is scaled by ``lora_alpha / lora_rank``); peft's default
             8, which the public RASS code keeps (scale 2 at rank 4).
         lora_targets: Module-name suffixes that get LoRA (peft ``target_modules``).
-        merge_adapters: Adapter folders (an SCR LoRA) written by ``export_adapter``, in this layout or the earlier
-            one, or plain peft adapter folders; merged into the UNet before the trainable LoRA is added.
+        merge_adapters: Adapter folders (an SCR LoRA) written by ``export_adapter``, or plain peft adapter folders;
+            merged into the UNet before the trainable LoRA is added.
         train_conv_in: Also train the UNet's ``conv_in``.
         gradient_checkpointing: Recompute UNet activations in the backward pass to save memory.
         attention: ``'sdpa'`` (PyTorch scaled_dot_product_attention) or ``'eager'`` (plain matmul + softmax).

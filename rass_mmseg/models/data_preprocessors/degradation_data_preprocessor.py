@@ -25,7 +25,8 @@ from rass_mmseg.models.utils.batch_checks import check_batch_not_empty
 
 __all__ = ['DegradationDataPreProcessor']
 
-DEGRADE_MODES = ('train', 'test', 'never')
+#: Values of ``degrade``: which batches are degraded (training only, training and evaluation, none).
+DEGRADE_MODES = ('train', 'always', 'never')
 
 
 @MODELS.register_module()
@@ -41,7 +42,7 @@ class DegradationDataPreProcessor(SegDataPreProcessor):
 
     * ``'train'`` (default): training batches only, with fresh draws on every visit from a ``torch.Generator``
       seeded with ``train_seed`` (plus the rank), so a run is reproducible from its seed.
-    * ``'test'``: as ``'train'``, and validation/test batches too, each image seeded by ``test_seed`` and its
+    * ``'always'``: as ``'train'``, and validation/test batches too, each image seeded by ``test_seed`` and its
       identity, the file name of ``data_sample.metainfo['img_path']``. An image then degrades to the same bits
       whatever the batch size, the batch order or the other images (on the CPU): a degraded benchmark (e.g.
       ADE20K-LQ) made on the fly, equal to ``tools/dataset_converters/degrade_dataset.py``'s output for the same image
@@ -69,14 +70,14 @@ class DegradationDataPreProcessor(SegDataPreProcessor):
         rgb_to_bgr: Convert RGB input to BGR.
         batch_augments: Batch augmentations (training).
         test_cfg: Padding of validation/test batches (``size`` or ``size_divisor``).
-        degrade: ``'train'``, ``'test'`` or ``'never'`` (see above).
+        degrade: ``'train'``, ``'always'`` or ``'never'`` (see above).
         degradation: Keys of :class:`SecondOrderDegradation`; missing keys take the RASS values. ``ops`` picks the
-            operations (``'libjpeg'``, default, or ``'public_rass'``, the public RASS code's), ``backend`` where they
+            operations (``'libjpeg'``, default, or ``'basicsr'``, the public RASS code's), ``backend`` where they
             run (``'auto'``: OpenCV for CPU batches with ``ops='libjpeg'``, torch otherwise).
         train_seed: Seed of the training draws; ``None`` takes ``torch.initial_seed()``, the seed mmengine's
             ``randomness=dict(seed=...)`` has set by then (no random number is consumed).
         test_seed: Seed of the test-mode draws (the benchmark seed).
-        keep_hq: Attach ``gt_hq_img`` to the data samples. Degraded evaluation batches (``degrade='test'``)
+        keep_hq: Attach ``gt_hq_img`` to the data samples. Degraded evaluation batches (``degrade='always'``)
             also get ``data_sample.lq_img`` (uint8 RGB, C x H x W), the image the model saw, which
             ``SideBySideSegVisualizer`` draws for ``--show-dir``.
     """
@@ -101,7 +102,7 @@ class DegradationDataPreProcessor(SegDataPreProcessor):
                          seg_pad_val=seg_pad_val, bgr_to_rgb=bgr_to_rgb, rgb_to_bgr=rgb_to_bgr,
                          batch_augments=batch_augments, test_cfg=test_cfg)
         if degrade not in DEGRADE_MODES:
-            raise ValueError(f"degrade must be one of {list(DEGRADE_MODES)}, got {degrade!r}")
+            raise ValueError(f'degrade must be one of {list(DEGRADE_MODES)}, got {degrade!r}')
         self.degrade = degrade
         self.degradation = build_degradation(degradation)
         if train_seed is None:
@@ -127,7 +128,7 @@ class DegradationDataPreProcessor(SegDataPreProcessor):
     def _random_source(self, batch_size: int, device: torch.device, training: bool,
                        data_samples: Optional[list]) -> Optional[RandomSource]:
         """The draws for this batch, or ``None`` when it is not degraded."""
-        if self.degrade == 'never' or (not training and self.degrade != 'test'):
+        if self.degrade == 'never' or (not training and self.degrade != 'always'):
             return None
         if training:
             return GeneratorRandomSource(self._generator(device), batch_size, device)
@@ -135,7 +136,7 @@ class DegradationDataPreProcessor(SegDataPreProcessor):
         for index, data_sample in enumerate(data_samples or [None] * batch_size):
             img_path = None if data_sample is None else data_sample.metainfo.get('img_path')
             if img_path is None:
-                raise ValueError(f"degrade='test' seeds each image's degradation from its file name "
+                raise ValueError(f"degrade='always' seeds each image's degradation from its file name "
                                  f"(data_sample.metainfo['img_path']), which sample {index} of the batch lacks (an "
                                  'image given as an array has none): pass the image file instead, or set '
                                  "model.data_preprocessor.degrade='never' to use the image as it is")

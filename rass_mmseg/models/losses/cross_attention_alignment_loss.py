@@ -7,18 +7,20 @@ attention heads, over the captured layers (resized to the largest captured grid)
 tokens; the class mask is area-resized to the same grid; map and mask are normalised and compared.
 
 Negatives: the prompt may also name classes that are absent from the image (distractors, so that the test-time
-prompt of all class names is no surprise). Their mask is empty, and their attention is pushed to zero: the map is
-scaled by the image's reference peak (the largest attention of a present class's tokens, not differentiated), so
-an absent class attended as strongly as the best-attended present class costs as much as a completely wrong mask.
+prompt of all class names is no surprise). Their mask is empty, and their attention is pushed to zero; under
+``normalization='max'`` the map is scaled by the image's reference peak (the largest attention of a present class's
+tokens, not differentiated), so an absent class attended as strongly as the best-attended present class costs as much
+as a completely wrong mask.
 
-Normalisation: by default (``normalization='max'``) each map is divided by its peak, so the loss sees where a word
-looks, not how much of each pixel's attention it receives. That leaves a way out: a map that is zero everywhere but
-at one pixel, anywhere, scores about the mask's area, below a flat map's 1 - area, without any knowledge of where
-the class is. Measured on the tiny pretrained SD of the toy study (docs/en/advanced_guides/benchmarks.md): the
-positive term falls from 0.77 to 0.18 (about the masks' mean area) and stays there, every word's attention goes to
-about zero, and RASS with that SCR adapter merged segments worse than without it. ``normalization='none'`` compares
-the attention probabilities themselves with the masks (a word should take the attention of its class's pixels and
-none elsewhere) and the absent classes' probabilities with zero; the SCR configs use it.
+Normalisation: by default (``normalization='none'``) the attention probabilities themselves are compared with the
+masks (a word should take the attention of its class's pixels and none elsewhere) and the absent classes'
+probabilities with zero. ``normalization='max'`` divides each map by its peak, so the loss sees where a word looks,
+not how much of each pixel's attention it receives. That leaves a way out: a map that is zero everywhere but at one
+pixel, anywhere, scores about the mask's area, below a flat map's 1 - area, without any knowledge of where the class
+is. Measured on the tiny pretrained SD of the toy study (docs/en/advanced_guides/benchmarks.md): the positive term
+falls from 0.77 to 0.18 (about the masks' mean area) and stays there, every word's attention goes to about zero, and
+RASS with that SCR adapter merged segments worse than without it. ``mode='kl'``, which compares distributions over
+the grid, takes ``'max'`` only.
 """
 from typing import Dict, List, Mapping, Sequence
 
@@ -47,18 +49,17 @@ class CrossAttentionAlignmentLoss(nn.Module):
 
     Normalisation and distance per ``mode``:
 
-    - ``'mse'``: map divided by its spatial maximum vs the mask (fraction of each cell covered by the class);
-      mean squared error over the grid.
-    - ``'bce'``: the same normalisation, binary cross-entropy with the mask as target.
+    - ``'mse'``: the attention probability map vs the mask (fraction of each cell covered by the class); mean
+      squared error over the grid.
+    - ``'bce'``: the same maps, binary cross-entropy with the mask as target.
     - ``'kl'``: map and mask each divided by their spatial sum (distributions over the grid);
-      KL(mask || map).
+      KL(mask || map). Needs ``normalization='max'``.
 
-    With ``normalization='none'`` (``'mse'`` and ``'bce'`` only) the map is not divided by its maximum: the
-    attention probability itself is compared with the mask.
+    With ``normalization='max'`` each map is first divided by its spatial maximum.
 
     The loss is the mean over all (image, present class) pairs of the batch (the positive term), plus
-    ``negative_weight`` times the mean over all (image, absent class) pairs of the negative term: the map divided by
-    the image's reference peak (``normalization='none'``: the map as it is), against an empty mask (``'mse'``: mean
+    ``negative_weight`` times the mean over all (image, absent class) pairs of the negative term: the map as it is
+    (``normalization='max'``: divided by the image's reference peak), against an empty mask (``'mse'``: mean
     square; ``'bce'``: cross-entropy with target 0; ``'kl'``, which has no distribution for an empty mask: mean
     absolute value). Pixels labelled ``ignore_index`` belong to no class. Images without an annotated class
     contribute nothing; a batch without any gives a zero loss that still depends on the maps (no NaN, no
@@ -68,14 +69,14 @@ class CrossAttentionAlignmentLoss(nn.Module):
         mode: ``'mse'``, ``'bce'`` or ``'kl'``.
         loss_weight: Factor of the loss.
         negative_weight: Factor of the term of absent classes.
-        normalization: ``'max'`` (each map over its spatial maximum, absent classes over the present peak) or
-            ``'none'`` (attention probabilities as they are).
+        normalization: ``'none'`` (attention probabilities as they are) or ``'max'`` (each map over its spatial
+            maximum, absent classes over the present peak; the only one of ``mode='kl'``).
         ignore_index: Label value that marks unannotated pixels.
         loss_name: Key of the loss in the losses dict (must start with ``'loss_'`` to be optimised).
     """
 
     def __init__(self, mode: str = 'mse', loss_weight: float = 1.0, negative_weight: float = 1.0,
-                 normalization: str = 'max', ignore_index: int = 255, loss_name: str = 'loss_scl') -> None:
+                 normalization: str = 'none', ignore_index: int = 255, loss_name: str = 'loss_scl') -> None:
         super().__init__()
         if mode not in ('mse', 'bce', 'kl'):
             raise ValueError(f"CrossAttentionAlignmentLoss mode must be 'mse', 'bce' or 'kl', got {mode!r}")

@@ -94,7 +94,7 @@ class VariationalScoreDistillationLoss(nn.Module):
         """
         timesteps = torch.randint(*self.timestep_range, (latents.shape[0], ), device=latents.device)
         noise = torch.randn_like(latents)
-        noisy = backbone.add_noise(latents.detach(), noise, timesteps)
+        noisy = backbone.scheduler.add_noise(latents.detach(), noise, timesteps)
         conditioning = conditioning.to(device=latents.device, dtype=backbone.unet.dtype)
         with torch.no_grad():
             noisy_input = noisy.to(backbone.unet.dtype)
@@ -115,6 +115,6 @@ class VariationalScoreDistillationLoss(nn.Module):
         latents = latents.detach()
         timesteps = torch.randint(0, backbone.num_train_timesteps, (latents.shape[0], ), device=latents.device)
         noise = torch.randn_like(latents)
-        noisy = backbone.add_noise(latents, noise, timesteps).to(backbone.unet.dtype)
+        noisy = backbone.scheduler.add_noise(latents, noise, timesteps).to(backbone.unet.dtype)
         prediction = backbone.regularizer_noise(noisy, timesteps, conditioning.detach().to(noisy), mask)
         return self.regularizer_weight * F.mse_loss(prediction.float(), noise.float())

@@ -3,12 +3,14 @@ import inspect
 import math
 from typing import List, Optional, Tuple
 
+import torch
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
 from torch import Tensor
 
 from ..utils.batch_checks import check_batch_not_empty, check_label_range, refuse_empty_batches
+from .model_pretrained import refuse_model_pretrained
 
 __all__ = ['RASSEncoderDecoder']
 
@@ -26,12 +28,17 @@ class RASSEncoderDecoder(EncoderDecoder):
       square windows (side ``crop_size``, default the image's short side; step ``stride``, default the window side,
       the last window shifted back inside the image), the features of each output stride are placed at their
       window's position (floor of the pixel offset / stride) and averaged where windows overlap, and the head runs
-      once on the whole feature map. mmseg's ``'slide'`` instead runs the whole model per 512 crop and averages
-      logits; ``'whole'`` runs it once on the image;
-    - one-line errors for the keys that belong to the backbone (``pretrained``, ``prompt_source``), for an empty
-      batch (at the data preprocessor, whichever it is, and at ``forward``), and for ground-truth labels outside
-      ``0..num_classes-1`` and the head's ``ignore_index`` in ``loss`` and ``predict`` (naming the label file;
-      without it training fails with ``Target 200 is out of bounds`` and ``IoUMetric`` drops such pixels silently).
+      once on the whole feature map. With ``pad_to_multiple`` the image is first padded at its bottom and right to
+      a multiple of it with ``pad_value`` (in the backbone's [-1, 1] image range; -1 is black), the windows slide
+      over the padded image, the head's output is sized to it and cropped back: the public code's test geometry
+      (detectron2 pads with zeros to ``SIZE_DIVISIBILITY=8`` before its backbone maps pixels to [-1, 1]). mmseg's
+      ``'slide'`` instead runs the whole model per 512 crop and averages logits; ``'whole'`` runs it once on the
+      image;
+    - one-line errors for ``model.pretrained`` (the backbone's own ``pretrained`` names the Stable Diffusion
+      folder), for an empty batch (at the data preprocessor, whichever it is, and at ``forward``), and for
+      ground-truth labels outside ``0..num_classes-1`` and the head's ``ignore_index`` in ``loss`` and ``predict``
+      (naming the label file; without it training fails with ``Target 200 is out of bounds`` and ``IoUMetric`` drops
+      such pixels silently).
 
     Everything else (``loss``, ``predict``, whole/slide inference from ``test_cfg``) is mmseg's ``EncoderDecoder``.
 
@@ -42,7 +49,8 @@ class RASSEncoderDecoder(EncoderDecoder):
         auxiliary_head: Optional auxiliary head config(s).
         train_cfg: Training config.
         test_cfg: Test config: ``mode='whole'``, ``'slide'`` (``crop_size``, ``stride``) or ``'slide_features'``
-            (optional ``crop_size``, ``stride``: ints or (h, w) pairs; square windows of the short side by default).
+            (optional ``crop_size``, ``stride``: ints or (h, w) pairs; square windows of the short side by default;
+            optional ``pad_to_multiple`` (int, default None: no padding) and ``pad_value`` (default -1.0)).
         data_preprocessor: Data preprocessor config.
         pretrained: Must stay None: the backbone's own ``pretrained`` names the Stable Diffusion folder.
         init_cfg: mmengine init config.
@@ -57,20 +65,13 @@ class RASSEncoderDecoder(EncoderDecoder):
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
                  pretrained: Optional[str] = None,
-                 init_cfg: OptMultiConfig = None,
-                 **kwargs) -> None:
-        if pretrained is not None:
-            raise ValueError("RASSEncoderDecoder: set the Stable Diffusion folder as backbone.pretrained, "
-                             "not model.pretrained")
-        if 'prompt_source' in kwargs:
-            raise ValueError('RASSEncoderDecoder: prompt_source is a key of model.backbone now; move '
-                             'model.prompt_source to model.backbone.prompt_source')
-        if kwargs:
-            raise TypeError(f'RASSEncoderDecoder got unexpected arguments {sorted(kwargs)}')
+                 init_cfg: OptMultiConfig = None) -> None:
+        refuse_model_pretrained(type(self).__name__, pretrained, 'backbone.pretrained (the Stable Diffusion folder)')
         super().__init__(backbone=backbone, decode_head=decode_head, neck=neck, auxiliary_head=auxiliary_head,
                          train_cfg=train_cfg, test_cfg=test_cfg, data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
         self._check_head_channels()
+        self._check_slide_padding()
         refuse_empty_batches(self.data_preprocessor, type(self).__name__)
         self._head_needs_samples = 'batch_data_samples' in inspect.signature(self.decode_head.forward).parameters
 
@@ -96,6 +97,21 @@ class RASSEncoderDecoder(EncoderDecoder):
             raise ValueError(f'decode_head.in_channels={head.in_channels} (in_index={head.in_index}) does not fit the '
                              f'{"neck" if self.with_neck else "backbone"} outputs, which have channels {available}; '
                              f'expected in_channels={got if len(got) > 1 else got[0]}')
+
+    def _check_slide_padding(self) -> None:
+        """One-line error for a ``test_cfg`` padding setting that is not a positive int, or outside slide_features."""
+        cfg = self.test_cfg or {}
+        multiple, value = cfg.get('pad_to_multiple'), cfg.get('pad_value', -1.0)
+        if multiple is None:
+            return
+        if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+            raise ValueError(f'{type(self).__name__}: test_cfg.pad_to_multiple must be a positive int, got '
+                             f'{multiple!r}')
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f'{type(self).__name__}: test_cfg.pad_value must be a number, got {value!r}')
+        if cfg.get('mode') != 'slide_features':
+            raise ValueError(f"{type(self).__name__}: test_cfg.pad_to_multiple applies to mode='slide_features' only, "
+                             f"got mode={cfg.get('mode')!r}")
 
     def _check_labels(self, data_samples: OptSampleList) -> None:
         """One-line error naming the file for a ground-truth label the decode head has no class for."""
@@ -132,9 +148,33 @@ class RASSEncoderDecoder(EncoderDecoder):
 
     def inference(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
         """Semantic logits of ``inputs``; ``test_cfg.mode`` picks whole, slide or slide-features inference."""
+        self._check_slide_padding()
         if self.test_cfg.get('mode') != 'slide_features':
             return super().inference(inputs, batch_img_metas)
-        return self.decode_head.predict(self.slide_extract_feat(inputs), batch_img_metas, self.test_cfg)
+        height, width = inputs.shape[-2:]
+        padded = self._pad_for_slide(inputs)
+        if padded is inputs:
+            return self.decode_head.predict(self.slide_extract_feat(inputs), batch_img_metas, self.test_cfg)
+        shape = tuple(padded.shape[-2:])
+        padded_metas = [dict(meta, img_shape=shape, pad_shape=shape) for meta in batch_img_metas]
+        logits = self.decode_head.predict(self.slide_extract_feat(padded), padded_metas, self.test_cfg)
+        return logits[..., :height, :width]
+
+    def _pad_for_slide(self, inputs: Tensor) -> Tensor:
+        """``inputs`` padded at the bottom and right to a multiple of ``test_cfg.pad_to_multiple`` with
+        ``test_cfg.pad_value`` given in the backbone's [-1, 1] range (mapped to the preprocessor's range when the
+        backbone undoes another normalisation, ``input_normalization``); ``inputs`` itself when nothing is padded."""
+        multiple = self.test_cfg.get('pad_to_multiple')
+        height, width = inputs.shape[-2:]
+        if not multiple or (height % multiple == 0 and width % multiple == 0):
+            return inputs
+        value = torch.full((1, inputs.shape[1], 1, 1), float(self.test_cfg.get('pad_value', -1.0)),
+                           dtype=inputs.dtype, device=inputs.device)
+        if getattr(self.backbone, 'normalizes_input', False):  # x_vae = x * input_scale + input_shift
+            value = (value - self.backbone.input_shift.to(value)) / self.backbone.input_scale.to(value)
+        padded = value.expand(inputs.shape[0], -1, height + (-height) % multiple, width + (-width) % multiple).clone()
+        padded[..., :height, :width] = inputs
+        return padded
 
     def _windows(self, height: int, width: int) -> List[Tuple[int, int, int, int]]:
         """(y1, y2, x1, x2) of the sliding windows over an image, as the public RASS code places them."""

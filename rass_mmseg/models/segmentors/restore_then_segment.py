@@ -20,6 +20,7 @@ from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList
 from torch import Tensor, nn
 
 from ..utils.batch_checks import check_batch_not_empty, check_label_range, refuse_empty_batches
+from .model_pretrained import refuse_model_pretrained
 
 __all__ = ['RestoreThenSegment']
 
@@ -64,7 +65,7 @@ class RestoreThenSegment(BaseSegmentor):
     Inference only: ``mode='loss'`` raises. Both sub-models are frozen and stay in eval mode.
 
     Data flow of ``predict`` (``inputs`` as produced by this model's ``data_preprocessor``, which by default is the
-    restorer's; use ``DegradationDataPreProcessor`` with ``degrade='test'`` to make the LQ images on the fly, or a
+    restorer's; use ``DegradationDataPreProcessor`` with ``degrade='always'`` to make the LQ images on the fly, or a
     ``SegDataPreProcessor`` with the restorer's normalisation for an LQ dataset on disk):
 
     1. ``restorer.restore(inputs)`` -> restored images, RGB float in [0, 1], (N, 3, H, W); clamped to [0, 1] and
@@ -115,9 +116,7 @@ class RestoreThenSegment(BaseSegmentor):
                  data_preprocessor: OptConfigType = None,
                  pretrained: Optional[str] = None,
                  init_cfg: OptMultiConfig = None) -> None:
-        if pretrained is not None:
-            raise ValueError('RestoreThenSegment: weights come from restorer_checkpoint and segmentor_checkpoint, '
-                             'not model.pretrained')
+        refuse_model_pretrained(type(self).__name__, pretrained, 'restorer_checkpoint and segmentor_checkpoint')
         if train_cfg:
             raise ValueError('RestoreThenSegment (R2S) is an evaluation protocol and cannot be trained: remove '
                              'model.train_cfg')

@@ -11,20 +11,9 @@ from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList
 from torch import Tensor
 
 from ..utils.batch_checks import check_batch_not_empty, check_label_range, refuse_empty_batches
+from .model_pretrained import refuse_model_pretrained
 
 __all__ = ['SemanticConstrainedRestorer', 'RegularizerInputs']
-
-#: Where the VAE decoder lived in checkpoints written before the SCR head owned it.
-_MOVED_DECODER_KEYS = {'backbone.vae.decoder.': 'decode_head.vae.decoder.',
-                       'backbone.vae.post_quant_conv.': 'decode_head.vae.post_quant_conv.'}
-
-
-def _move_decoder_keys(module: 'SemanticConstrainedRestorer', state_dict: dict, prefix: str, *args) -> None:
-    """Load pre-hook: read checkpoints that kept the decoder under the backbone."""
-    for old, new in _MOVED_DECODER_KEYS.items():
-        for key in [k for k in state_dict if k.startswith(prefix + old)]:
-            state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
-
 
 class RegularizerInputs(NamedTuple):
     """What the VSD regulariser's update of a training step reads from the restorer's update of the same step."""
@@ -84,16 +73,8 @@ class SemanticConstrainedRestorer(BaseSegmentor):
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  pretrained: Optional[str] = None,
-                 init_cfg: OptMultiConfig = None,
-                 **kwargs) -> None:
-        if pretrained is not None:
-            raise ValueError('SemanticConstrainedRestorer: set the Stable Diffusion folder as backbone.pretrained, '
-                             'not model.pretrained')
-        if 'prompt_source' in kwargs:
-            raise ValueError('SemanticConstrainedRestorer: prompt_source is a key of model.backbone now; move '
-                             'model.prompt_source to model.backbone.prompt_source')
-        if kwargs:
-            raise TypeError(f'SemanticConstrainedRestorer got unexpected arguments {sorted(kwargs)}')
+                 init_cfg: OptMultiConfig = None) -> None:
+        refuse_model_pretrained(type(self).__name__, pretrained, 'backbone.pretrained (the Stable Diffusion folder)')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         refuse_empty_batches(self.data_preprocessor, type(self).__name__)
         self.backbone = MODELS.build(backbone)
@@ -114,7 +95,6 @@ class SemanticConstrainedRestorer(BaseSegmentor):
         self.negative_classes = negative_classes
         self.ignore_index = ignore_index
         self.train_cfg, self.test_cfg = train_cfg, test_cfg
-        self.register_load_state_dict_pre_hook(_move_decoder_keys)
 
     def _gt_class_prompts(self, gt: Tensor):
         """Per-image prompts of the classes present in ``gt`` (N, H, W), plus ``negative_classes`` absent ones.

@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from rass_mmseg.models.adapters.lora_adapters import lora_parameter_names, save_lora_adapter
 from rass_mmseg.models.backbones import RASSBackbone
-from rass_mmseg.models.utils.lora import lora_parameter_names, save_lora_adapter
 from tests.utils import build_rass_backbone as build
 from tests.utils import randomize_seg_lora
 

@@ -1,10 +1,11 @@
 """SCRBackbone: one-step restoration latents, trainable set, prompt padding."""
 import pytest
 import torch
+from diffusers import DDPMScheduler
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
-from rass_mmseg.models.utils.lora import lora_parameter_names
+from rass_mmseg.models.adapters.lora_adapters import lora_parameter_names
 from tests.utils import repo_path
 
 
@@ -41,6 +42,21 @@ def test_one_step_equals_the_ddpm_x0_formula(scr_backbone_cfg):
     expected = (latents - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
     assert x0.shape == (2, 4, 8, 8)
     torch.testing.assert_close(x0, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_forward_diffusion_is_the_schedulers_add_noise(scr_backbone_cfg):
+    backbone = build(scr_backbone_cfg)
+    assert isinstance(backbone.scheduler, DDPMScheduler)
+    timesteps = torch.tensor([0, 20, 500, 999])
+    generator = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        clean = torch.randn(4, 4, 8, 8, generator=generator).to(dtype)
+        noise = torch.randn(4, 4, 8, 8, generator=generator).to(dtype)
+        # the backbone's own formula before it used diffusers' (the schedule of its clean_latents): same bits
+        alpha = backbone.alphas_cumprod[timesteps].to(dtype).view(-1, 1, 1, 1)
+        expected = alpha.sqrt() * clean + (1 - alpha).sqrt() * noise
+        noisy = backbone.scheduler.add_noise(clean, noise, timesteps)
+        assert noisy.dtype == dtype and torch.equal(noisy, expected), dtype
 
 
 def test_padded_prompts_with_a_mask_match_unpadded(scr_backbone_cfg):

@@ -83,16 +83,16 @@ def test_clean_image_is_kept_in_the_data_samples():
         torch.testing.assert_close(hq[:, :, 56:], torch.full((3, 48, 8), 0.5))  # pad_val 0 -> 127.5
 
 
-def test_test_mode_depends_only_on_seed_identity_and_image():
+def test_always_mode_evaluation_depends_only_on_seed_identity_and_image():
     inputs, samples = make_batch(5)
-    preprocessor = DegradationDataPreProcessor(**RASS_NORM, degrade='test', test_seed=3)
+    preprocessor = DegradationDataPreProcessor(**RASS_NORM, degrade='always', test_seed=3)
     full = run(preprocessor, inputs, samples, training=False)['inputs']
     for order in ([4, 2], [1], [3, 0, 2, 1, 4]):
         # The same images in other batches, other orders and another folder (the identity is the file name).
         _, moved = make_batch(5, folder='/elsewhere')
         part = run(preprocessor, [inputs[i] for i in order], [moved[i] for i in order], training=False)['inputs']
         assert torch.equal(part, full[order])
-    other_seed = DegradationDataPreProcessor(**RASS_NORM, degrade='test', test_seed=4)
+    other_seed = DegradationDataPreProcessor(**RASS_NORM, degrade='always', test_seed=4)
     assert (run(other_seed, inputs, make_batch(5)[1], training=False)['inputs'] != full).float().mean() > 0.5
     # Independent of the number of intra-op threads too.
     torch.set_num_threads(2)
@@ -128,14 +128,17 @@ def test_never_mode_and_per_channel_padding_match_the_parent():
 
 def test_bgr_batches_are_degraded_as_rgb():
     inputs, samples = make_batch(2)
-    rgb = run(DegradationDataPreProcessor(bgr_to_rgb=True, degrade='test'), inputs, samples, False)['inputs']
-    bgr = run(DegradationDataPreProcessor(degrade='test'), inputs, make_batch(2)[1], False)['inputs']
+    rgb = run(DegradationDataPreProcessor(bgr_to_rgb=True, degrade='always'), inputs, samples, False)['inputs']
+    bgr = run(DegradationDataPreProcessor(degrade='always'), inputs, make_batch(2)[1], False)['inputs']
     assert torch.equal(bgr, rgb.flip(1))
 
 
 def test_bad_configuration_gives_one_line_errors():
-    with pytest.raises(ValueError, match=r"degrade must be one of \['train', 'test', 'never'\], got 'always'"):
-        DegradationDataPreProcessor(degrade='always')
+    with pytest.raises(ValueError, match=r"degrade must be one of \['train', 'always', 'never'\], got 'sometimes'$"):
+        DegradationDataPreProcessor(degrade='sometimes')
+    # the value's name before it said that training batches are degraded too
+    with pytest.raises(ValueError, match=r"degrade must be one of \['train', 'always', 'never'\], got 'test'$"):
+        DegradationDataPreProcessor(degrade='test')
     with pytest.raises(ValueError, match=r"unknown degradation key\(s\) \['blur_prob'\]"):
         DegradationDataPreProcessor(degradation=dict(blur_prob=0.5))
     with pytest.raises(ValueError, match="'kernel_prob' must be non-negative probabilities that sum to 1"):
@@ -143,7 +146,20 @@ def test_bad_configuration_gives_one_line_errors():
     inputs, samples = make_batch(1)
     samples[0].set_metainfo(dict(img_path=None))
     with pytest.raises(ValueError, match=r"metainfo\['img_path'\]"):
-        run(DegradationDataPreProcessor(degrade='test'), inputs, samples, training=False)
+        run(DegradationDataPreProcessor(degrade='always'), inputs, samples, training=False)
+
+
+def test_always_mode_degrades_training_batches_as_train_mode_and_evaluation_batches_too():
+    inputs, samples = make_batch(2)
+    for training in (True, False):
+        by_mode = {
+            mode: run(DegradationDataPreProcessor(**RASS_NORM, size=(48, 56), degrade=mode, train_seed=5), inputs,
+                      make_batch(2)[1], training)['inputs']
+            for mode in ('train', 'always', 'never')
+        }
+        assert torch.equal(by_mode['train'], by_mode['always']) == training
+        assert torch.equal(by_mode['train'], by_mode['never']) != training
+        assert not torch.equal(by_mode['always'], by_mode['never'])
 
 
 def test_config_piece_builds_the_rass_preprocessor():
@@ -160,7 +176,7 @@ def test_degraded_evaluation_images_are_kept_for_show_dir():
     inputs, samples = make_batch(2, height=40, width=50)
     for sample in samples:
         sample.set_metainfo(dict(img_shape=(40, 50)))
-    preprocessor = DegradationDataPreProcessor(**RASS_NORM, degrade='test', test_seed=3, size_divisor=32)
+    preprocessor = DegradationDataPreProcessor(**RASS_NORM, degrade='always', test_seed=3, size_divisor=32)
     out = run(preprocessor, inputs, samples, training=False)
     for index, sample in enumerate(out['data_samples']):
         lq = sample.lq_img.data

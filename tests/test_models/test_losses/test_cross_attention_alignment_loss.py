@@ -39,7 +39,7 @@ def test_value_equals_independent_computation(mode):
     gt = rng.integers(0, 3, size=(2, 4, 4))
     gt[1, 0] = 255  # ignored pixels belong to no class
     positions = [{0: [1, 2], 2: [4]}, {1: [3]}]  # class 0's name has two tokens: they are averaged
-    loss = CrossAttentionAlignmentLoss(mode=mode, loss_weight=0.5)
+    loss = CrossAttentionAlignmentLoss(mode=mode, normalization='max', loss_weight=0.5)
     value = loss(_maps_from(torch.tensor(token_maps, dtype=torch.float64)), positions, torch.tensor(gt))
     assert value.item() == pytest.approx(0.5 * _reference(token_maps, gt, positions, mode), rel=1e-6)
 
@@ -50,7 +50,7 @@ def test_zero_when_maps_equal_masks_and_grows_with_separation(mode):
     gt[:, :, 4:] = 1
     mask = (gt == 1).float()
     positions = [{1: [0]}]
-    loss = CrossAttentionAlignmentLoss(mode=mode)
+    loss = CrossAttentionAlignmentLoss(mode=mode, normalization='max')
     values = []
     for shift in range(0, 5):  # the map's column band moves away from the mask
         band = torch.roll(mask, shifts=-shift, dims=2)
@@ -69,14 +69,14 @@ def test_maps_of_several_layers_and_sizes_are_averaged_at_the_largest_grid():
     upsampled = torch.nn.functional.interpolate(coarse, size=(16, 16), mode='bilinear', align_corners=False)
     averaged = ((fine + upsampled) / 2).numpy()
     for mode in ('mse', 'kl'):
-        value = CrossAttentionAlignmentLoss(mode=mode)(maps, [{0: [0], 1: [0]}], gt).item()
+        value = CrossAttentionAlignmentLoss(mode=mode, normalization='max')(maps, [{0: [0], 1: [0]}], gt).item()
         assert value == pytest.approx(_reference(averaged, gt.numpy(), [{0: [0], 1: [0]}], mode), rel=1e-6)
 
 
 def test_images_without_classes_contribute_nothing_and_never_nan():
     maps = _maps_from(torch.rand(2, 3, 4, 4, requires_grad=True))
     gt = torch.full((2, 4, 4), 255)
-    loss = CrossAttentionAlignmentLoss()
+    loss = CrossAttentionAlignmentLoss(normalization='max')
     empty = loss(maps, [{}, {}], gt)
     assert empty.item() == 0.0 and torch.isfinite(empty)
     empty.backward()  # the zero still depends on the maps: no unused-parameter errors under DDP
@@ -93,7 +93,7 @@ def test_bad_input_errors():
         CrossAttentionAlignmentLoss(normalization='sum')
     with pytest.raises(ValueError, match="got 'none' with mode 'kl'"):
         CrossAttentionAlignmentLoss(mode='kl', normalization='none')
-    loss = CrossAttentionAlignmentLoss()
+    loss = CrossAttentionAlignmentLoss(normalization='max')
     maps = _maps_from(torch.rand(1, 3, 4, 4))
     with pytest.raises(ValueError, match='token position 7 of class 0 is outside the prompt of 3 tokens'):
         loss(maps, [{0: [7]}], torch.zeros(1, 4, 4, dtype=torch.long))
@@ -111,7 +111,7 @@ def test_absent_classes_are_pushed_to_zero_relative_to_the_present_peak(mode):
     present.requires_grad_(True)
     positions = [{0: [0], 1: [1], 5: [2]}]
     maps = _maps_from(torch.cat([present, absent], dim=1))
-    loss = CrossAttentionAlignmentLoss(mode=mode, negative_weight=0.5)
+    loss = CrossAttentionAlignmentLoss(mode=mode, normalization='max', negative_weight=0.5)
     value = loss(maps, positions, gt)
     # by hand: the present pairs as before, plus 0.5 x the absent map over the peak of the present maps vs nothing
     positive = _reference(present.detach().numpy(), gt.numpy(), [{0: [0], 1: [1]}], mode)
@@ -123,7 +123,7 @@ def test_absent_classes_are_pushed_to_zero_relative_to_the_present_peak(mode):
     # the peak is a reference, not a target: the present maps get the gradient of the positive term only
     present_grad = present.grad.clone()
     present.grad = None
-    loss_without = CrossAttentionAlignmentLoss(mode=mode, negative_weight=0.0)
+    loss_without = CrossAttentionAlignmentLoss(mode=mode, normalization='max', negative_weight=0.0)
     loss_without(_maps_from(torch.cat([present, absent.detach()], dim=1)), positions, gt).backward()
     torch.testing.assert_close(present_grad, present.grad)
 
@@ -161,3 +161,13 @@ def test_moving_the_attention_to_other_tokens_is_free_under_max_normalisation_on
         assert (after['positive'].item() > 10 * before['positive'].item()) == grows, normalization
         if not grows:
             assert after['positive'].item() == pytest.approx(before['positive'].item(), rel=1e-9)
+
+
+def test_the_default_compares_the_probabilities_themselves():
+    """The default is ``normalization='none'``, the setting of both SCR configs and the one the toy study found
+    correct; ``mode='kl'`` has no such setting and says so."""
+    assert CrossAttentionAlignmentLoss().normalization == 'none'
+    assert CrossAttentionAlignmentLoss(mode='bce').normalization == 'none'
+    with pytest.raises(ValueError, match="'max' for mode 'kl'"):
+        CrossAttentionAlignmentLoss(mode='kl')
+    assert CrossAttentionAlignmentLoss(mode='kl', normalization='max').normalization == 'max'

@@ -8,10 +8,12 @@ from diffusers import UNet2DConditionModel
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmseg.registry import MODELS
+from peft.tuners.tuners_utils import BaseTunerLayer
 
 from rass_mmseg.engine import TwoStepDistributedDataParallel
+from rass_mmseg.models.adapters.adapter_views import active_adapters
+from rass_mmseg.models.adapters.lora_adapters import _base_weights, lora_parameter_names
 from rass_mmseg.models.losses import VariationalScoreDistillationLoss
-from rass_mmseg.models.utils.lora import _base_weights, lora_parameter_names
 from tests.utils import repo_path
 from tests.utils import scr_batch as batch
 
@@ -96,6 +98,20 @@ def test_regularizer_view_has_only_its_own_adapter(scr_cfg):
             model.backbone.unet.get_parameter(name).mul_(3)  # the generator's adapter plays no part
         assert torch.equal(trained, backbone.regularizer_noise(noisy, timesteps, conditioning))
     assert not torch.allclose(trained, fresh, atol=1e-4)
+
+
+def test_views_switch_adapters_through_diffusers_and_restore_them(scr_cfg):
+    model = build(scr_cfg)
+    unet = model.backbone.unet
+    layers = [m for m in unet.modules() if isinstance(m, BaseTunerLayer)]
+    flags = {n: p.requires_grad for n, p in unet.named_parameters()}
+    assert set(unet.peft_config) == {'scr', 'vsd'} and unet.active_adapters() == ['scr']  # the restorer's
+    with active_adapters(unet, ['vsd']):
+        assert unet.active_adapters() == ['vsd'] and not any(m.disable_adapters for m in layers)
+    with active_adapters(unet, None):
+        assert all(m.disable_adapters for m in layers)
+    assert unet.active_adapters() == ['scr'] and not any(m.disable_adapters for m in layers)
+    assert flags == {n: p.requires_grad for n, p in unet.named_parameters()}
 
 
 def test_vsd_gradient_is_the_difference_of_the_two_clean_latents(scr_cfg, monkeypatch):

@@ -138,7 +138,7 @@ def test_segmentor_level_backbone_keys_are_refused(tiny_cfg):
         build_model(tiny_cfg, pretrained='sd')
     cfg = copy.deepcopy(tiny_cfg)
     cfg.model.prompt_source = dict(type='FixedTextPrompt', text='')
-    with pytest.raises(ValueError, match='move model.prompt_source to model.backbone.prompt_source'):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'prompt_source'"):
         MODELS.build(cfg.model)
 
 

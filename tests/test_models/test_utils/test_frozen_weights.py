@@ -5,9 +5,9 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint, save_checkpoint
 from mmseg.registry import MODELS
 
+from rass_mmseg.models.adapters.lora_adapters import base_weights_fingerprint, lora_parameter_names
 from rass_mmseg.models.backbones import RASSBackbone
 from rass_mmseg.models.utils.frozen_weights import FINGERPRINT_KEY, fingerprint_tensors, persistent_state
-from rass_mmseg.models.utils.lora import base_weights_fingerprint, lora_parameter_names
 from rass_mmseg.models.utils.sd_components import build_sd_components
 from tests.utils import repo_path
 

@@ -5,7 +5,7 @@ phrases is encoded once and kept. The cache is dropped whenever the owner's stat
 encoder's weights may change then).
 """
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -73,7 +73,3 @@ class PromptEncoder:
             embeddings[index, :length] = encoding.embeddings[0]
             mask[index, :length] = 1
         return embeddings, mask, positions
-
-    def cached_phrases(self) -> Dict[Tuple[str, ...], int]:
-        """Cached prompts and their sequence lengths (for inspection and tests)."""
-        return {key: value.embeddings.shape[1] for key, value in self._cache.items()}

@@ -1,9 +1,8 @@
-"""Exported adapter folders load in plain peft and plain diffusers, and old-layout folders still merge."""
+"""Exported adapter folders load in plain peft and plain diffusers, and our merges equal peft's bit for bit."""
 import contextlib
 import copy
 import json
 import logging
-import os
 import os.path as osp
 import re
 import shutil
@@ -14,9 +13,9 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from peft import PeftModel, get_peft_model_state_dict
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from rass_mmseg.models.utils.lora import base_weights_fingerprint, lora_parameter_names, merge_lora_adapter
+from rass_mmseg.models.adapters.lora_adapters import base_weights_fingerprint, lora_parameter_names, merge_lora_adapter
 from rass_mmseg.models.utils.sd_components import build_sd_components
 from tests.utils import build_rass_backbone as build
 from tests.utils import randomize_seg_lora
@@ -172,41 +171,24 @@ def test_diffusers_pipeline_load_lora_weights_takes_the_folder_as_it_is(exported
     assert_same_lora(get_peft_model_state_dict(pipe.unet, adapter_name=name), exported['lora'])
 
 
-def write_old_layout(exported: dict, folder: str) -> None:
-    """The layout written before peft/diffusers compatibility: unprefixed keys, our metadata in the config."""
-    source = exported['source']
-    config = copy.deepcopy(source.unet.peft_config['seg']).to_dict()
-    config['target_modules'] = sorted(config['target_modules'])
-    config['rass_trained_modules'] = ['conv_in']
-    config['rass_base_fingerprint'] = base_weights_fingerprint(source.unet, ['conv_in'])
-    os.makedirs(folder)
-    with open(osp.join(folder, 'adapter_config.json'), 'w') as f:
-        json.dump(config, f, indent=2, default=str)
-    save_file({k: v.contiguous() for k, v in exported['lora'].items()}, osp.join(folder, 'adapter_model.safetensors'))
-    conv_in = source.unet.conv_in.base_layer
-    save_file({'conv_in.weight': conv_in.weight.detach().clone(), 'conv_in.bias': conv_in.bias.detach().clone()},
-              osp.join(folder, 'trained_modules.safetensors'))
-
-
-def test_old_layout_folder_merges_to_the_same_weights(exported, tmp_path):
-    old = str(tmp_path / 'old')
-    write_old_layout(exported, old)
-    from_old = merge_lora_adapter(fresh_unet(exported), old, name='x').state_dict()
-    from_new = merge_lora_adapter(fresh_unet(exported), exported['folder'], name='x').state_dict()
-    assert from_old.keys() == from_new.keys()
-    assert all(torch.equal(from_old[k], from_new[k]) for k in from_old)
-    assert not torch.equal(from_old['conv_in.weight'], exported['base']['conv_in.weight'])
-
-    merged = build(exported['cfg'], merge_adapters=[old])  # the backbone takes it too
-    assert torch.equal(merged.unet.conv_in.base_layer.weight, from_new['conv_in.weight'])
-
-    other_base = UNet2DConditionModel(**exported['cfg']['unet'])  # another random init
-    with pytest.raises(ValueError, match=r'another base UNet .*old/adapter_config\.json') as error:
-        merge_lora_adapter(other_base, old, name='x')
-    assert '\n' not in str(error.value)
-    (tmp_path / 'old' / 'trained_modules.safetensors').unlink()
-    with pytest.raises(FileNotFoundError, match=r'adapter_config\.json lists trained modules .*trained_modules'):
-        merge_lora_adapter(fresh_unet(exported), old, name='x')
+def test_merges_equal_peft_merge_and_unload_bit_for_bit(exported):
+    """Both merges (a folder into a UNet; the backbone's own adapter, ``merge_lora``) give exactly the weights of
+    peft's ``merge_and_unload``, done here independently on the same folder (the merges before diffusers'
+    ``fuse_lora`` + ``unload_lora`` did the work were peft's)."""
+    folder = exported['folder']
+    base_with_conv_in = fresh_unet(exported)
+    load_trained_modules(base_with_conv_in, folder)
+    reference = PeftModel.from_pretrained(base_with_conv_in, folder).merge_and_unload().state_dict()
+    from_folder = merge_lora_adapter(fresh_unet(exported), folder, name='x').state_dict()
+    backbone = copy.deepcopy(exported['source'])
+    backbone.merge_lora()
+    injected = backbone.unet.state_dict()
+    for merged in (from_folder, injected):
+        assert merged.keys() == reference.keys()
+        assert all(torch.equal(merged[key], reference[key]) for key in reference)
+    assert not torch.equal(reference['conv_in.weight'], exported['base']['conv_in.weight'])
+    lora_target = 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight'
+    assert not torch.equal(reference[lora_target], exported['base'][lora_target])  # the LoRA was merged
 
 
 def test_metadata_errors_name_the_file(exported, tmp_path):

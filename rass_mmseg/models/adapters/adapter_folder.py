@@ -25,14 +25,13 @@ refused by either loader: it leaves a random (peft) or no (diffusers) LoRA behin
 next to the UNet (about 15 MiB in float32 at rank 4 on all default targets of SD 2.1-base, whose UNet has 3.5 GB),
 so holding it twice costs little.
 
-Folders written before this layout (``adapter_model.safetensors`` with unprefixed keys,
-``rass_trained_modules`` and ``rass_base_fingerprint`` inside ``adapter_config.json``) are still read, as are
-plain peft folders with neither.
+Plain peft folders (no ``rass_adapter.json``) are read too: no modules trained in full, no fingerprint.
 
 Reading checks the folder in itself before anything is built from it, each problem a one-line ``ValueError``
-naming the file and the key: ``r`` is a positive integer equal to the rank of every LoRA weight in the file (so a
-wrong ``r`` cannot make peft allocate layers of that rank), ``lora_alpha`` a finite positive number, no peft
-option that :func:`~rass_mmseg.models.utils.lora.merge_lora_adapter` would ignore (per-module ranks or alphas,
+naming the file and the key: every LoRA key has peft's ``base_model.model.`` prefix, ``r`` is a positive integer
+equal to the rank of every LoRA weight in the file (so a wrong ``r`` cannot make peft allocate layers of that rank),
+``lora_alpha`` a finite positive number, no peft option that
+:func:`~rass_mmseg.models.adapters.lora_adapters.merge_lora_adapter` would ignore (per-module ranks or alphas,
 rsLoRA, DoRA) is set, every tensor is floating point and finite, and ``trained_modules.safetensors`` holds weights
 of exactly the modules the metadata lists (the base-weights fingerprint leaves those out, so any other key would
 replace weights the fingerprint vouches for).
@@ -60,10 +59,9 @@ RASS_METADATA = 'rass_adapter.json'
 TRAINED_MODULES = 'trained_modules.safetensors'
 #: Key prefix of the LoRA weights in a peft ``adapter_model.safetensors`` (the model inside ``PeftModel``).
 PEFT_KEY_PREFIX = 'base_model.model.'
-#: Version of ``rass_adapter.json``; version 1 is the old layout (our keys inside ``adapter_config.json``).
+#: Version of ``rass_adapter.json`` (an unpublished first layout, which kept our keys inside ``adapter_config.json``,
+#: was version 1 and is not read).
 FORMAT_VERSION = 2
-#: Our keys inside ``adapter_config.json`` in folders of format version 1.
-_OLD_TRAINED_KEY, _OLD_FINGERPRINT_KEY = 'rass_trained_modules', 'rass_base_fingerprint'
 #: peft config keys that change the merged weights but that a merge with one ``r`` and one ``lora_alpha`` ignores:
 #: a folder setting them is refused instead of merged wrongly.
 _UNSUPPORTED_CONFIG_KEYS = ('rank_pattern', 'alpha_pattern', 'use_rslora', 'use_dora')
@@ -171,19 +169,17 @@ def _lora_config(config_file: str, raw: dict) -> LoraConfig:
                       list(targets), init_lora_weights='gaussian')
 
 
-def _our_metadata(folder: str, config_file: str, raw_config: dict) -> tuple:
-    """(trained_modules, fingerprint, file holding them) from ``rass_adapter.json`` or an old-layout config."""
+def _our_metadata(folder: str) -> tuple:
+    """(trained_modules, fingerprint, file holding them) from ``rass_adapter.json``; none for a plain peft folder."""
     metadata_file = osp.join(folder, RASS_METADATA)
-    if osp.isfile(metadata_file):
-        data = _read_json(metadata_file)
-        version = data.get('format_version')
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ValueError(f'LoRA adapter {metadata_file}: format_version {version!r} is not one this rass_mmseg '
-                             f'reads (<= {FORMAT_VERSION}); update rass_mmseg')
-        trained, fingerprint = data.get('trained_modules') or [], data.get('base_fingerprint')
-    else:  # format version 1 (or a plain peft folder, which has neither key)
-        metadata_file = config_file
-        trained, fingerprint = raw_config.get(_OLD_TRAINED_KEY) or [], raw_config.get(_OLD_FINGERPRINT_KEY)
+    if not osp.isfile(metadata_file):
+        return [], None, metadata_file
+    data = _read_json(metadata_file)
+    version = data.get('format_version')
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(f'LoRA adapter {metadata_file}: format_version {version!r} is not one this rass_mmseg '
+                         f'reads (<= {FORMAT_VERSION}); update rass_mmseg')
+    trained, fingerprint = data.get('trained_modules') or [], data.get('base_fingerprint')
     if not (isinstance(trained, list) and all(_is_module_name(m) for m in trained)):
         raise ValueError(f'LoRA adapter {metadata_file}: trained modules must be a list of module names, got '
                          f'{trained!r}')
@@ -192,11 +188,14 @@ def _our_metadata(folder: str, config_file: str, raw_config: dict) -> tuple:
     return trained, fingerprint, metadata_file
 
 
-def _strip_peft_prefix(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Keys as ``get_peft_model_state_dict`` gives them for the bare UNet; old-layout keys have no prefix."""
-    if state and all(key.startswith(PEFT_KEY_PREFIX) for key in state):
-        return {key[len(PEFT_KEY_PREFIX):]: value for key, value in state.items()}
-    return state
+def _strip_peft_prefix(weights_file: str, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Keys as ``get_peft_model_state_dict`` gives them for the bare UNet; a key without peft's prefix is refused."""
+    for key in state:
+        if not key.startswith(PEFT_KEY_PREFIX):
+            raise ValueError(f'LoRA adapter {weights_file}: key {key!r} lacks the {PEFT_KEY_PREFIX!r} prefix of a '
+                             'peft adapter file (expected a folder written by save_lora_adapter or '
+                             'PeftModel.save_pretrained)')
+    return {key[len(PEFT_KEY_PREFIX):]: value for key, value in state.items()}
 
 
 def _check_tensor(file: str, key: str, value: torch.Tensor) -> None:
@@ -238,7 +237,8 @@ def _check_trained(trained_file: str, metadata_file: str, modules: List[str],
 
 
 def read_adapter_folder(path: str) -> AdapterFiles:
-    """Read the adapter at ``path``: a folder of either layout, or its ``adapter_model.safetensors``.
+    """Read the adapter at ``path``: a folder of this layout or a plain peft folder, or its
+    ``adapter_model.safetensors``.
 
     Only safetensors and JSON files are read, so reading an adapter cannot run code. The folder is checked in
     itself (see the module docstring); whether it fits a model is checked by ``merge_lora_adapter``.
@@ -257,8 +257,8 @@ def read_adapter_folder(path: str) -> AdapterFiles:
                                     f'{ADAPTER_CONFIG} and {ADAPTER_WEIGHTS})')
     raw = _read_json(config_file)
     config = _lora_config(config_file, raw)
-    trained_modules, fingerprint, metadata_file = _our_metadata(folder, config_file, raw)
-    lora = _strip_peft_prefix(_load_safetensors(weights))
+    trained_modules, fingerprint, metadata_file = _our_metadata(folder)
+    lora = _strip_peft_prefix(weights, _load_safetensors(weights))
     _check_lora(weights, config_file, config.r, lora)
     trained = {}
     if trained_modules:

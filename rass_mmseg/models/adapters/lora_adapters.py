@@ -1,21 +1,29 @@
-"""LoRA on the diffusers UNet through peft: add, save, load and merge adapters.
+"""LoRA adapters on the diffusers UNet: add, export, merge; the hand-over from SCR (stage 1) to RASS (stage 2).
 
-Adapters are written as folders that plain peft (``PeftModel.from_pretrained``), a plain diffusers pipeline
-(``load_lora_weights``) and our :func:`merge_lora_adapter` all load as they are; see
-:mod:`rass_mmseg.models.utils.adapter_folder` for the layout and why it holds the LoRA twice. Besides the LoRA,
-a folder records modules trained in full beside it (SCR trains the UNet's ``conv_in``; their weights replace
-the base weights before the LoRA is merged) and a digest of the base UNet weights the adapter was trained on
-(see :func:`base_weights_fingerprint`), so merging into another base model fails with a clear error.
-Adapters are only ever read as safetensors, so loading one cannot run code.
+SCR trains a LoRA adapter on the Stable Diffusion UNet and exports it as a folder; RASS merges that folder into the
+UNet weights and adds a fresh adapter of its own. The LoRA work is diffusers' ``PeftAdapterMixin`` on the UNet
+(``add_adapter``, ``fuse_lora`` + ``unload_lora``) over peft's layers; what it lacks is here:
+
+- reading an adapter folder checked whole before any layer is built, and building the layers on the meta device so
+  a merge consumes no random numbers and no memory for LoRA weights that the file replaces (:func:`merge_lora_adapter`);
+- modules trained in full beside the LoRA (SCR trains the UNet's ``conv_in``; their weights replace the base weights
+  before the LoRA is merged) and a digest of the base UNet weights the adapter was trained on
+  (:func:`base_weights_fingerprint`), so merging into another base model fails with a clear error.
+
+Folders are written so that plain peft (``PeftModel.from_pretrained``), a plain diffusers pipeline
+(``load_lora_weights``) and :func:`merge_lora_adapter` all load them as they are; see
+:mod:`rass_mmseg.models.adapters.adapter_folder` for the layout and why it holds the LoRA twice. Adapters are only
+ever read as safetensors, so loading one cannot run code.
 """
-import hashlib
 from typing import Dict, Iterable, Sequence
 
 import torch
-from peft import LoraConfig, LoraModel, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
+from diffusers import UNet2DConditionModel
+from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
+from ..utils.frozen_weights import fingerprint_tensors
 from .adapter_folder import read_adapter_folder, write_adapter_folder
 
 __all__ = ['DEFAULT_LORA_TARGETS', 'add_lora_adapter', 'save_lora_adapter', 'merge_lora_adapter',
@@ -33,9 +41,10 @@ def make_lora_config(rank: int, alpha: float, targets: Sequence[str]) -> LoraCon
     return LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets), init_lora_weights='gaussian')
 
 
-def add_lora_adapter(model: nn.Module, name: str, rank: int, alpha: float, targets: Sequence[str]) -> None:
-    """Inject a trainable LoRA adapter ``name`` into ``model`` in place."""
-    inject_adapter_in_model(make_lora_config(rank, alpha, targets), model, adapter_name=name)
+def add_lora_adapter(unet: UNet2DConditionModel, name: str, rank: int, alpha: float, targets: Sequence[str]) -> None:
+    """Add a trainable LoRA adapter ``name`` to ``unet`` in place (diffusers' ``add_adapter``, which makes it the only
+    active adapter of every LoRA layer)."""
+    unet.add_adapter(make_lora_config(rank, alpha, targets), adapter_name=name)
 
 
 def lora_parameter_names(model: nn.Module, name: str) -> Iterable[str]:
@@ -57,27 +66,19 @@ def _base_weights(model: nn.Module, skip_modules: Sequence[str] = ()) -> Dict[st
 
 
 def base_weights_fingerprint(model: nn.Module, skip_modules: Sequence[str] = ()) -> str:
-    """A short digest of the base weights of ``model``, equal with or without injected LoRA layers.
-
-    It hashes every tensor's name, shape and first and last 16 values (as float32), which tells two base
-    models apart in practice at a negligible cost even for the 866M-parameter UNet.
+    """:func:`~rass_mmseg.models.utils.frozen_weights.fingerprint_tensors` of the base weights of ``model``, equal
+    with or without injected LoRA layers.
 
     Args:
         model: The (possibly LoRA-injected) model.
         skip_modules: Module names whose weights are left out (modules trained beside the adapter).
     """
-    digest = hashlib.sha256()
-    for name, tensor in sorted(_base_weights(model, skip_modules).items()):
-        flat = tensor.detach().reshape(-1).float().cpu()
-        sample = torch.cat([flat[:16], flat[-16:]]) if flat.numel() > 32 else flat
-        digest.update(f'{name}:{tuple(tensor.shape)}:'.encode())
-        digest.update(sample.numpy().tobytes())
-    return digest.hexdigest()[:32]
+    return fingerprint_tensors(_base_weights(model, skip_modules))
 
 
 def save_lora_adapter(model: nn.Module, name: str, out_dir: str, trained_modules: Sequence[str] = ()) -> None:
     """Write adapter ``name`` of ``model`` as an adapter folder that peft, diffusers and
-    :func:`merge_lora_adapter` load (layout: :mod:`rass_mmseg.models.utils.adapter_folder`).
+    :func:`merge_lora_adapter` load (layout: :mod:`rass_mmseg.models.adapters.adapter_folder`).
 
     Args:
         model: A model holding adapter ``name``.
@@ -131,69 +132,67 @@ def _check_adapter_state(path: str, state: Dict[str, torch.Tensor], expected: Di
                              f'{tuple(expected[key].shape)} (wrong rank or another base model)')
 
 
-def merge_lora_adapter(model: nn.Module, path: str, name: str) -> nn.Module:
-    """Load the adapter at ``path`` into ``model`` and merge it into the base weights.
+def merge_lora_adapter(unet: UNet2DConditionModel, path: str, name: str) -> UNet2DConditionModel:
+    """Load the adapter at ``path`` into ``unet`` and merge it into the base weights.
 
-    Uses peft's ``LoraModel.merge_and_unload``; the returned module is ``model`` itself with merged
-    weights and no LoRA layers left. Modules trained beside the LoRA are loaded first.
+    Modules trained beside the LoRA are loaded first; the LoRA is merged by diffusers' ``fuse_lora`` and its layers
+    removed by ``unload_lora`` (peft's merge, as ``merge_and_unload`` does it). Returns ``unet`` itself, with merged
+    weights and no LoRA layers left.
 
-    Nothing of ``model`` changes until everything is checked, in this order: the folder in itself
-    (:func:`~rass_mmseg.models.utils.adapter_folder.read_adapter_folder`: config values, rank against the weights'
-    shapes, finite weights, trained-module keys), the base-weights fingerprint, the trained modules' names and
-    shapes, and the LoRA keys and shapes against LoRA layers that peft builds on the meta device (no memory).
+    Nothing of ``unet`` changes until everything is checked, in this order: the folder in itself
+    (:func:`~rass_mmseg.models.adapters.adapter_folder.read_adapter_folder`: config values, rank against the
+    weights' shapes, finite weights, trained-module keys), the base-weights fingerprint, the trained modules' names
+    and shapes, and the LoRA keys and shapes against LoRA layers that peft builds on the meta device (no memory, no
+    random numbers drawn).
 
     Args:
-        model: A module without adapter ``name`` (e.g. the diffusers UNet).
-        path: An adapter folder written by :func:`save_lora_adapter` (this layout or the earlier one, which
-            kept our metadata inside ``adapter_config.json``), a plain peft adapter folder, or its
+        unet: A UNet without adapter ``name``.
+        path: An adapter folder written by :func:`save_lora_adapter`, a plain peft adapter folder, or its
             ``adapter_model.safetensors`` file.
         name: Adapter name used while merging.
 
     Raises:
         ValueError: The adapter folder holds a bad value, was trained on other base weights, or does not fit
-            ``model`` (one line, naming the file).
+            ``unet`` (one line, naming the file).
     """
     adapter = read_adapter_folder(path)
     config, state, trained = adapter.config, adapter.lora, adapter.trained
     if adapter.fingerprint is not None:
-        actual = base_weights_fingerprint(model, adapter.trained_modules)
+        actual = base_weights_fingerprint(unet, adapter.trained_modules)
         if actual != adapter.fingerprint:
             raise ValueError(f'LoRA adapter {path!r} was trained on another base UNet (weights fingerprint '
                              f'{adapter.fingerprint} in {adapter.metadata_file}, this UNet has {actual}); use the '
                              'Stable Diffusion weights it was trained with')
-    _check_trained_modules(model, path, trained)
-    lora_model = LoraModel(model, config, name, low_cpu_mem_usage=True)  # LoRA weights on the meta device
+    _check_trained_modules(unet, path, trained)
+    # diffusers' add_adapter cannot build the layers on the meta device: peft's injection does
+    inject_adapter_in_model(config, unet, adapter_name=name, low_cpu_mem_usage=True)
     try:
-        _check_adapter_state(path, state, get_peft_model_state_dict(model, adapter_name=name))
+        _check_adapter_state(path, state, get_peft_model_state_dict(unet, adapter_name=name))
     except ValueError:
-        lora_model.unload()
-        model.__dict__.pop('peft_config', None)
+        unet.unload_lora()
         raise
-    _load_trained_modules(model, trained)
+    _load_trained_modules(unet, trained)
     # assigns the file's tensors to the meta LoRA weights (moved to the base layers' device and dtype)
-    set_peft_model_state_dict(model, state, adapter_name=name, low_cpu_mem_usage=True)
-    merged = lora_model.merge_and_unload()
-    merged.__dict__.pop('peft_config', None)  # no adapter is left; drop any config peft left behind
-    return merged
+    set_peft_model_state_dict(unet, state, adapter_name=name, low_cpu_mem_usage=True)
+    unet.fuse_lora(adapter_names=[name])
+    unet.unload_lora()
+    return unet
 
 
-def merge_injected_adapter(model: nn.Module, name: str) -> nn.Module:
-    """Merge adapter ``name`` (injected with :func:`add_lora_adapter`) into the base weights and remove every
-    LoRA layer, leaving plain ``nn.Linear`` / ``nn.Conv2d`` modules (what peft's ``merge_and_unload`` does for a
-    ``PeftModel``). The module names then equal those of a model that never had LoRA.
+def merge_injected_adapter(unet: UNet2DConditionModel, name: str) -> UNet2DConditionModel:
+    """Merge adapter ``name`` (added with :func:`add_lora_adapter`) into the base weights and remove every LoRA
+    layer (diffusers' ``fuse_lora`` + ``unload_lora``), leaving plain ``nn.Linear`` / ``nn.Conv2d`` modules whose
+    names equal those of a UNet that never had LoRA.
 
     Raises:
-        ValueError: ``model`` has no adapter ``name``, or holds other adapters that would be dropped.
+        ValueError: ``unet`` has no adapter ``name``, or holds other adapters that would be dropped.
     """
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, BaseTunerLayer)]
-    if not layers or any(name not in m.lora_A for _, m in layers):
+    layers = [m for m in unet.modules() if isinstance(m, BaseTunerLayer)]
+    if not layers or any(name not in m.lora_A for m in layers):
         raise ValueError(f'no LoRA adapter {name!r} to merge')
-    others = {a for _, m in layers for a in m.lora_A if a != name}
+    others = {a for m in layers for a in m.lora_A if a != name}
     if others:
         raise ValueError(f'cannot unload LoRA: adapters {sorted(others)} besides {name!r} would be lost')
-    for module_name, module in layers:
-        module.merge(adapter_names=[name])
-        parent_name, _, child = module_name.rpartition('.')
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, module.get_base_layer())
-    model.__dict__.pop('peft_config', None)
-    return model
+    unet.fuse_lora(adapter_names=[name])
+    unet.unload_lora()
+    return unet

@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from rass_mmseg.models.prompt_sources import ClassNamesPrompt, FixedTextPrompt
-from rass_mmseg.models.utils import build_byte_level_clip_tokenizer, encode_phrases
+from rass_mmseg.models.prompts import ClassNamesPrompt, FixedTextPrompt, encode_phrases
+from rass_mmseg.models.utils import build_byte_level_clip_tokenizer
 
 
 @pytest.fixture(scope='module')

@@ -1,5 +1,5 @@
-"""ops='public_rass': the operations of the public RASS code (BasicSR's), each checked against facts read from
-that code (BasicSR ``basicsr/utils/diffjpeg.py`` and ``basicsr/data/degradations.py``, called by
+"""ops='basicsr' (alias 'public_rass'): the operations of the public RASS code (BasicSR's), each checked against
+facts read from that code (BasicSR ``basicsr/utils/diffjpeg.py`` and ``basicsr/data/degradations.py``, called by
 ``rass/modeling/backbone/rass_backbone.py`` of Ka1Guan/RASS) and computed independently here.
 """
 import itertools
@@ -10,18 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rass_mmseg.degradations import (
-    KeyedRandomSource,
-    RandomSource,
-    SecondOrderDegradation,
-    TorchBackend,
-    add_distinct_poisson_noise,
-    diffjpeg_ragged,
-    diffjpeg_tables,
-    jpeg_ragged,
-    resize_ragged,
-)
-from rass_mmseg.degradations.noise import distinct_level_counts
+from rass_mmseg.degradations import KeyedRandomSource, RandomSource, SecondOrderDegradation
+from rass_mmseg.degradations.basicsr_backend import BasicSRTorchBackend
+from rass_mmseg.degradations.diffjpeg import diffjpeg_ragged, diffjpeg_tables
+from rass_mmseg.degradations.jpeg import jpeg_ragged
+from rass_mmseg.degradations.noise import add_distinct_poisson_noise, distinct_level_counts
+from rass_mmseg.degradations.resize import resize_ragged
+from rass_mmseg.degradations.torch_backend import TorchBackend
 from tests.test_degradations.helpers import keyed, photo
 
 # ---- reference facts read from BasicSR's DiffJPEG
@@ -184,7 +179,7 @@ def test_scale_factor_grid_is_interpolate_with_scale_factor(mode_index, mode):
         arguments = (image, torch.tensor([[37, 53]]), torch.tensor([out_size]), torch.tensor([mode_index]), out_size)
         taps = resize_ragged(*arguments, scales=torch.tensor([scale], dtype=torch.float64))
         assert (taps - expected).abs().max() < 1e-5
-        on_public = TorchBackend('public_rass').resize(*arguments, scales=torch.tensor([scale], dtype=torch.float64))
+        on_public = BasicSRTorchBackend().resize(*arguments, scales=torch.tensor([scale], dtype=torch.float64))
         assert torch.equal(on_public, expected)  # the public op itself
         if mode != 'area' and scale != 1.0:
             sized = F.interpolate(image, size=out_size, mode=mode, **options)
@@ -193,14 +188,14 @@ def test_scale_factor_grid_is_interpolate_with_scale_factor(mode_index, mode):
 
 def test_only_the_first_resize_uses_the_scale_factor(monkeypatch):
     calls = []
-    original = TorchBackend.resize
+    for backend_class in (TorchBackend, BasicSRTorchBackend):
 
-    def recording(self, batch, sizes, out_sizes, modes, canvas, scales=None):
-        calls.append(scales is not None)
-        return original(self, batch, sizes, out_sizes, modes, canvas, scales)
+        def recording(self, batch, sizes, out_sizes, modes, canvas, scales=None, original=backend_class.resize):
+            calls.append(scales is not None)
+            return original(self, batch, sizes, out_sizes, modes, canvas, scales)
 
-    monkeypatch.setattr(TorchBackend, 'resize', recording)
-    SecondOrderDegradation(ops='public_rass')(photo(32).expand(2, -1, -1, -1).contiguous(), keyed(2))
+        monkeypatch.setattr(backend_class, 'resize', recording)
+    SecondOrderDegradation(ops='basicsr')(photo(32).expand(2, -1, -1, -1).contiguous(), keyed(2))
     assert calls == [True, False, False]
     calls.clear()
     SecondOrderDegradation(ops='libjpeg', backend='torch')(photo(32).expand(2, -1, -1, -1).contiguous(), keyed(2))
@@ -208,24 +203,34 @@ def test_only_the_first_resize_uses_the_scale_factor(monkeypatch):
 
 
 # ---- the preset in the engine
-def test_public_rass_runs_on_torch_and_refuses_what_it_cannot_do():
-    engine = SecondOrderDegradation(ops='public_rass')
-    assert isinstance(engine.backend_for(torch.device('cpu')), TorchBackend)
-    assert engine.backend_for(torch.device('cpu')).ops == 'public_rass'
-    assert engine.to_dict()['ops'] == 'public_rass' and SecondOrderDegradation().to_dict()['ops'] == 'libjpeg'
+def test_basicsr_runs_on_torch_and_refuses_what_it_cannot_do():
+    engine = SecondOrderDegradation(ops='basicsr')
+    assert isinstance(engine.backend_for(torch.device('cpu')), BasicSRTorchBackend)
+    assert engine.backend_for(torch.device('cpu')).ops == 'basicsr'
+    assert engine.to_dict()['ops'] == 'basicsr' and SecondOrderDegradation().to_dict()['ops'] == 'libjpeg'
     for keys, message in ((dict(backend='opencv'), "implements ops='libjpeg' only"),
                           (dict(jpeg_range2=[30, 100]), "'jpeg_range2' must stay below 100"),
-                          (dict(ops='diffjpeg'), "'ops' must be one of ['libjpeg', 'public_rass']")):
+                          (dict(ops='diffjpeg'), "'ops' must be one of ['libjpeg', 'basicsr']")):
         with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(']', r'\]')) as error:
-            SecondOrderDegradation(**dict(dict(ops='public_rass'), **keys))
+            SecondOrderDegradation(**dict(dict(ops='basicsr'), **keys))
         assert '\n' not in str(error.value)
 
 
-def test_public_rass_keyed_output_is_independent_of_the_batch():
+def test_public_rass_is_another_name_of_basicsr():
+    alias = SecondOrderDegradation(ops='public_rass')
+    assert alias.ops == 'basicsr' and alias.to_dict() == SecondOrderDegradation(ops='basicsr').to_dict()
+    assert isinstance(alias.backend_for(torch.device('cpu')), BasicSRTorchBackend)
+    images = photo(40).expand(3, -1, -1, -1).contiguous()
+    assert torch.equal(alias(images, keyed(3)), SecondOrderDegradation(ops='basicsr')(images, keyed(3)))
+    with pytest.raises(ValueError, match="implements ops='libjpeg' only, got ops='public_rass'"):
+        SecondOrderDegradation(ops='public_rass', backend='opencv')
+
+
+def test_basicsr_keyed_output_is_independent_of_the_batch():
     torch.manual_seed(0)
     images = (torch.rand(5, 3, 40, 48) * 255).round() / 255
     names = [f'img_{index}.jpg' for index in range(5)]
-    engine = SecondOrderDegradation(ops='public_rass')
+    engine = SecondOrderDegradation(ops='basicsr')
     full = engine(images, KeyedRandomSource.from_identities(names, 2))
     for order in ([4, 1], [3], [2, 0, 4, 1, 3]):
         assert torch.equal(engine(images[order], KeyedRandomSource.from_identities([names[i] for i in order], 2)),
@@ -235,7 +240,7 @@ def test_public_rass_keyed_output_is_independent_of_the_batch():
 def test_same_draws_give_harsher_images_with_the_public_ops():
     clean = photo(96).expand(24, -1, -1, -1).contiguous()
     libjpeg = SecondOrderDegradation(backend='torch')(clean, keyed(24, seed=1))
-    public = SecondOrderDegradation(ops='public_rass')(clean, keyed(24, seed=1))
+    public = SecondOrderDegradation(ops='basicsr')(clean, keyed(24, seed=1))
 
     def psnr(images):
         return 10 * torch.log10(1 / ((images - clean)**2).mean(dim=(1, 2, 3)))
