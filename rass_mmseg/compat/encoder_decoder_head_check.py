@@ -36,13 +36,10 @@ def check_rass_head_channels(segmentor: EncoderDecoder) -> None:
         return
     try:
         RASSEncoderDecoder._check_head_channels(segmentor)
-    except ValueError as error:
-        if neck is None:
-            keys = ("model.decode_head.in_channels vs model.backbone's features; or add "
-                    "model.neck=dict(type='FeatureProjection', ...), see configs/examples")
-        else:
-            keys = 'model.decode_head.in_channels vs model.neck.out_channels'
-        raise ValueError(f'{type(segmentor).__name__}: {error} ({keys})') from None
+    except ValueError as error:  # the message names model.decode_head.in_channels and the neck's or backbone's key
+        hint = '' if neck is not None else (" (or add model.neck=dict(type='FeatureProjection', ...), "
+                                            'see configs/examples)')
+        raise ValueError(f'{type(segmentor).__name__}: {error}{hint}') from None
 
 
 @functools.wraps(_original_init)
