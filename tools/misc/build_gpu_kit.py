@@ -60,7 +60,7 @@ PLATFORMS = ('manylinux_2_28_x86_64', 'manylinux_2_27_x86_64', 'manylinux_2_24_x
 #: What tools/misc/run_gpu_kit.sh checks on the GPU machine before installing anything.
 GPU_IMAGE = dict(python='3.12', torch='2.11.0', gpu='H100|H200',
                  modules='numpy scipy matplotlib yaml rich regex tqdm cv2 skimage PIL transformers tokenizers '
-                 'safetensors peft huggingface_hub torchvision torchmetrics')
+                 'safetensors peft huggingface_hub torchvision torchmetrics timm')
 STUB = osp.join(osp.dirname(osp.abspath(__file__)), 'mmcv_ext_stub.py')
 MIB = 1024 * 1024
 
