@@ -20,6 +20,8 @@ each changes and when it applies, and :func:`installed_fixes` which ones this pr
   whose loader subclasses ``LoadImageFromFile``, and refuses a restorer's predictions with one line.
 - :mod:`.encoder_decoder_head_check` (mmseg <= 1.2.2): mmseg's plain ``EncoderDecoder`` with a RASS backbone or
   neck refuses, at build time and in one line, a decode head whose ``in_channels`` do not fit the features.
+- :mod:`.encoder_decoder_label_check` (mmseg <= 1.2.2): the same segmentor refuses, in ``loss`` and ``predict``
+  and in one line naming the label file, ground-truth labels its decode head has no class for.
 - :mod:`.frozen_parameter_log` (mmengine <= 0.10.7): the optimizer constructor logs one line for the frozen
   parameters it leaves out instead of one warning per parameter.
 - :mod:`.mmagic_imports` (mmagic <= 1.2.0 installed, its version read without importing it): mmagic's metrics
@@ -87,6 +89,7 @@ FIXES: Dict[str, Fix] = {
     'ms_deform_attn': Fix('mmcv.ops importable, mmcv <= 2.2.0', _mmcv_ops_at_most('2.2.0')),
     'mmseg_inferencer': Fix('mmseg <= 1.2.2', _version_at_most('mmseg', '1.2.2')),
     'encoder_decoder_head_check': Fix('mmseg <= 1.2.2', _version_at_most('mmseg', '1.2.2')),
+    'encoder_decoder_label_check': Fix('mmseg <= 1.2.2', _version_at_most('mmseg', '1.2.2')),
     'frozen_parameter_log': Fix('mmengine <= 0.10.7', _version_at_most('mmengine', '0.10.7')),
     'mmagic_imports': Fix('mmagic installed, <= 1.2.0', _distribution_at_most('mmagic', '1.2.0')),
 }
